@@ -1,0 +1,5 @@
+"""``python -m breach_notify`` is the ``breach-notify`` command."""
+
+from breach_notify.flows.cli import main
+
+main()

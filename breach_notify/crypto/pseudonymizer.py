@@ -1,0 +1,71 @@
+"""Keyed pseudonyms: HMAC-SHA256(key, e164), in Python and as a DuckDB SQL expression.
+
+Both paths return the same 32 bytes. The SQL form is the textbook HMAC construction
+``H(opad || H(ipad || m))`` with the two 64-byte pads bound as parameters, so the key is never
+part of a query text, a log, or anything DuckDB stores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+from dataclasses import dataclass, field
+
+_BLOCK = 64
+_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class SqlExpression:
+    """SQL text with named ``$`` parameters; pass ``params`` to ``execute`` alongside your own."""
+
+    sql: str
+    params: dict[str, bytes] = field(repr=False)
+
+
+class Pseudonymizer:
+    """HMAC-SHA256 under one versioned key. Note: this does not normalise; pass E.164 text."""
+
+    def __init__(self, key_id: str, key: bytes) -> None:
+        if not isinstance(key, bytes):
+            raise TypeError("key must be bytes")
+        if len(key) < 32:
+            raise ValueError("a pseudonym key needs at least 32 bytes")
+        self.key_id = key_id
+        self.__key = key
+
+    def __repr__(self) -> str:
+        return f"Pseudonymizer(key_id={self.key_id!r})"
+
+    def pseudonym(self, e164: str) -> bytes:
+        """The 32-byte pseudonym of an E.164 string."""
+        return self.digest(e164.encode())
+
+    def digest(self, message: bytes) -> bytes:
+        """HMAC-SHA256 of arbitrary bytes (used for confirmation codes, test vectors)."""
+        if not isinstance(message, bytes):
+            raise TypeError("message must be bytes")
+        return hmac.new(self.__key, message, hashlib.sha256).digest()
+
+    def sql_expression(self, column: str) -> SqlExpression:
+        """A DuckDB expression computing the pseudonym (BLOB) of VARCHAR ``column``."""
+        n = next(_counter)
+        inner, outer = f"bn_ipad_{n}", f"bn_opad_{n}"
+        ipad, opad = self._pads()
+        sql = (
+            f"unhex(sha256(${outer}::BLOB || unhex(sha256(${inner}::BLOB || encode({column})))))"
+        )
+        return SqlExpression(sql, {inner: ipad, outer: opad})
+
+    def _pads(self) -> tuple[bytes, bytes]:
+        key = self.__key
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+    def _hash_states(self) -> tuple[hashlib._Hash, hashlib._Hash]:
+        """Inner and outer SHA-256 states after the pads, for a vectorised fast path."""
+        ipad, opad = self._pads()
+        return hashlib.sha256(ipad), hashlib.sha256(opad)

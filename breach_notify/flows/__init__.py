@@ -1,0 +1,1 @@
+"""Orchestration: Prefect flows over the stages, the CLI, the webhook app, schedules."""

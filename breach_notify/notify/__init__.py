@@ -1,0 +1,1 @@
+"""Sending: the gateway protocol and gateways, templates, segment counting, throttle, sender."""

@@ -1,0 +1,89 @@
+"""One small protocol for every way of sending an SMS, and a registry of URL schemes.
+
+A gateway is chosen by URL (``dryrun://``, ``memory://``, ``twilio://?from=…``). Every gateway
+validates a message the same way before "sending" it, so tests reject what production would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from breach_notify.notify.errors import BadGatewayURL
+from breach_notify.numbers import E164
+from breach_notify.settings import Settings
+
+
+@dataclass(frozen=True)
+class Message:
+    """An SMS to send. ``notice_id`` lets the gateway tie callbacks and lookups to a notice."""
+
+    to: E164
+    body: str = field(repr=False)
+    notice_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the gateway accepted: its message id and the segments billed."""
+
+    gateway_id: str
+    segments: int
+    status: str = "sent"
+
+
+@dataclass(frozen=True)
+class SentRecord:
+    """A message the gateway says it already has for a recipient (used to reconcile crashes)."""
+
+    gateway_id: str
+    created_at: datetime
+    status: str
+
+
+@runtime_checkable
+class Gateway(Protocol):
+    """``send`` is the whole contract; ``lookup`` returns None when the gateway cannot tell."""
+
+    name: str
+
+    def send(self, message: Message) -> SendResult: ...
+
+    def lookup(self, to: E164, since: datetime) -> list[SentRecord] | None: ...
+
+    def close(self) -> None: ...
+
+
+GatewayFactory = Callable[[str, Settings], Gateway]
+_REGISTRY: dict[str, GatewayFactory] = {}
+
+
+def register(scheme: str) -> Callable[[GatewayFactory], GatewayFactory]:
+    """Decorator: register a factory for ``scheme://`` URLs. Duplicates are refused."""
+
+    def wrap(factory: GatewayFactory) -> GatewayFactory:
+        if scheme in _REGISTRY:
+            raise ValueError(f"gateway scheme {scheme!r} is registered twice")
+        _REGISTRY[scheme] = factory
+        return factory
+
+    return wrap
+
+
+def open_gateway(url: str, settings: Settings) -> Gateway:
+    """The gateway for ``url``. Raises ``BadGatewayURL`` (exit 2) for an unknown scheme."""
+    _load_builtin()
+    scheme = urlsplit(url).scheme
+    factory = _REGISTRY.get(scheme)
+    if factory is None:
+        known = ", ".join(f"{s}://" for s in sorted(_REGISTRY))
+        raise BadGatewayURL(f"unknown gateway URL scheme {scheme!r}; use one of {known}")
+    return factory(url, settings)
+
+
+def _load_builtin() -> None:
+    # Importing registers; kept lazy so that the twilio SDK loads only when asked for.
+    from breach_notify.notify import gateways  # noqa: F401

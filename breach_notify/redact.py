@@ -1,0 +1,42 @@
+"""A logging filter that masks anything shaped like a phone number, on every handler."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+# Seven or more digits, optionally led by '+' and split by common separators.
+_NUMBERISH = re.compile(r"\+?\d(?:[\s().\-/]{0,2}\d){6,}")
+
+
+def redact(text: str) -> str:
+    """Replace every digit run of seven or more (separators allowed) with ``[redacted]``."""
+    return _NUMBERISH.sub("[redacted]", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message (args merged) and drops exception text that may quote values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not leak its args either
+            message = str(record.msg)
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.exc_info = None
+            record.exc_text = None
+            record.msg = f"{record.msg} [{type(exc).__name__}: message withheld]"
+        return True
+
+
+def install(logger: logging.Logger | None = None) -> None:
+    """Attach the filter to every handler of ``logger`` (root by default) and of its ancestors."""
+    target: logging.Logger | None = logger or logging.getLogger()
+    while target is not None:
+        for handler in target.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
+        target = target.parent if target.propagate else None

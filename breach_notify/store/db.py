@@ -1,0 +1,70 @@
+"""The one place that opens the DuckDB file, with the project's settings, migrated.
+
+DuckDB lets one process hold the file for writing. Every component therefore opens, works and
+closes; a process that waits (rate limit, schedule) must not hold a connection meanwhile.
+``connect`` retries a held lock for ``settings.lock_timeout_seconds``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+
+from breach_notify.errors import OperationalError
+from breach_notify.settings import Settings
+from breach_notify.store.migrate import migrate
+
+
+def connect(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (creating and migrating if needed) the store in ``settings.home``."""
+    settings.ensure_home()
+    config: dict[str, str | int | bool] = {
+        "memory_limit": settings.memory_limit,
+        "temp_directory": str(settings.tmp_dir),
+        "preserve_insertion_order": False,
+        "enable_external_access": True,
+    }
+    if settings.threads:
+        config["threads"] = settings.threads
+    deadline = time.monotonic() + settings.lock_timeout_seconds
+    delay = 0.05
+    while True:
+        try:
+            conn = duckdb.connect(str(settings.db_path), read_only=read_only, config=config)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise OperationalError(
+                    f"the store {settings.db_path} is busy (another breach-notify process holds "
+                    "it); retry when that process has finished"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    if not read_only:
+        migrate(conn)
+    return conn
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN … COMMIT, or ROLLBACK on any exception."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def session(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection closed on exit."""
+    conn = connect(settings)
+    try:
+        yield conn
+    finally:
+        conn.close()

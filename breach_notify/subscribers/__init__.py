@@ -1,0 +1,1 @@
+"""Subscribers and consent: opt-in, confirmation codes, keywords, erasure, key rotation."""
