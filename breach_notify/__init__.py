@@ -1,3 +1,3 @@
-"""breach-notify: warn the people who asked to be warned, without becoming a second copy of a leak."""
+"""breach-notify: warn those who asked to be warned, without becoming a second copy of a leak."""
 
 __version__ = "0.1.0"

@@ -21,8 +21,10 @@ class InvalidNumber(BadInput):
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-        super().__init__(f"invalid phone number ({reason}); give it in international form, "
-                         "e.g. +<country code><number>, or pass --region")
+        super().__init__(
+            f"invalid phone number ({reason}); give it in international form, "
+            "e.g. +<country code><number>, or pass --region"
+        )
 
 
 @dataclass(frozen=True, slots=True)

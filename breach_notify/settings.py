@@ -1,4 +1,4 @@
-"""Configuration: environment variables ``BREACH_NOTIFY_*`` (or a ``.env`` file), then CLI options."""
+"""Configuration: environment variables ``BREACH_NOTIFY_*``, then CLI options."""
 
 from __future__ import annotations
 

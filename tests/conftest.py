@@ -55,7 +55,10 @@ def cli(home: Path) -> Callable[..., Result]:
         full_env = {**os.environ, **(env or {})}
         proc = subprocess.run(
             [sys.executable, "-m", "breach_notify", "--home", str(home), *args],
-            capture_output=True, text=True, env=full_env, timeout=timeout,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
         )
         res = Result(proc.returncode, proc.stdout, proc.stderr)
         captured.append(res)

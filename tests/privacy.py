@@ -46,7 +46,9 @@ def _db_values(path: Path) -> Iterable[str]:
                 "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
             ).fetchall()
             for (col,) in cols:
-                for (value,) in conn.execute(f'SELECT DISTINCT CAST("{col}" AS VARCHAR) FROM "{table}"').fetchall():
+                for (value,) in conn.execute(
+                    f'SELECT DISTINCT CAST("{col}" AS VARCHAR) FROM "{table}"'
+                ).fetchall():
                     if value is not None:
                         yield value
     finally:
@@ -54,7 +56,10 @@ def _db_values(path: Path) -> Iterable[str]:
 
 
 def scan(
-    paths: Iterable[Path], numbers: Iterable[str], texts: Iterable[str] = (), region: str | None = None
+    paths: Iterable[Path],
+    numbers: Iterable[str],
+    texts: Iterable[str] = (),
+    region: str | None = None,
 ) -> list[str]:
     """Return ``where: needle`` for each hit in files below ``paths``, DuckDB contents and texts."""
     wanted = needles(numbers, region)

@@ -49,7 +49,7 @@ class Keyring:
                     raise ValueError
         except (KeyError, ValueError, TypeError, AttributeError):
             raise KeyringError(
-                "the keyring is malformed; restore it from backup (a lost keyring cannot be rebuilt)"
+                "the keyring is malformed; restore it from backup (lost keys cannot be rebuilt)"
             ) from None
 
     def __repr__(self) -> str:
@@ -155,7 +155,9 @@ class Keyring:
         try:
             fd = os.open(target, flags, 0o600)
         except FileExistsError:
-            raise KeyringError(f"a keyring already exists at {target}; refusing to overwrite it")
+            raise KeyringError(
+                f"a keyring already exists at {target}; refusing to overwrite it"
+            ) from None
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()

@@ -21,7 +21,7 @@ from breach_notify.store.migrate import migrate
 def connect(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open (creating and migrating if needed) the store in ``settings.home``."""
     settings.ensure_home()
-    config: dict[str, str | int | bool] = {
+    config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": settings.memory_limit,
         "temp_directory": str(settings.tmp_dir),
         "preserve_insertion_order": False,

@@ -39,7 +39,9 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> int:
         conn.execute("BEGIN TRANSACTION")
         try:
             conn.execute(sql)
-            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name]
+            )
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -17,5 +17,7 @@ def snapshot(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     subscribers = dict(
         conn.execute("SELECT status, count(*) FROM subscribers GROUP BY 1 ORDER BY 1").fetchall()
     )
-    notices = dict(conn.execute("SELECT state, count(*) FROM notices GROUP BY 1 ORDER BY 1").fetchall())
+    notices = dict(
+        conn.execute("SELECT state, count(*) FROM notices GROUP BY 1 ORDER BY 1").fetchall()
+    )
     return {"breaches": breaches, "subscribers": subscribers, "notices": notices}

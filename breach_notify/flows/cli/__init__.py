@@ -32,7 +32,10 @@ def _globals(
         None, "--home", envvar="BREACH_NOTIFY_HOME", help="Data dir [default: ./.breach-notify]."
     ),
     keyring: Path = typer.Option(
-        None, "--keyring", envvar="BREACH_NOTIFY_KEYRING", help="Keyring file [default: HOME/keyring.json]."
+        None,
+        "--keyring",
+        envvar="BREACH_NOTIFY_KEYRING",
+        help="Keyring file [default: HOME/keyring.json].",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress to stderr."),
 ) -> None:
@@ -65,7 +68,10 @@ def _hoist_globals(argv: list[str]) -> list[str]:
             front += [arg, argv[i + 1]]
             i += 2
             continue
-        if any(arg.startswith(opt + "=") for opt in _GLOBAL_WITH_VALUE) or arg in ("-v", "--verbose"):
+        if any(arg.startswith(opt + "=") for opt in _GLOBAL_WITH_VALUE) or arg in (
+            "-v",
+            "--verbose",
+        ):
             front.append(arg)
         else:
             rest.append(arg)

@@ -27,10 +27,13 @@ def _print(snap: dict[str, Any]) -> None:
     for col in ("breach", "title", "distinct", "k", "prefix bits"):
         table.add_column(col)
     for b in snap["breaches"]:
-        table.add_row(b["breach"], b["title"], str(b["distinct_numbers"]), str(b["k"]),
-                      str(b["prefix_bits"]))
+        table.add_row(
+            b["breach"], b["title"], str(b["distinct_numbers"]), str(b["k"]), str(b["prefix_bits"])
+        )
     out.print(table)
-    out.print("Subscribers: " + (", ".join(f"{k} {v}" for k, v in snap["subscribers"].items()) or "none"))
+    out.print(
+        "Subscribers: " + (", ".join(f"{k} {v}" for k, v in snap["subscribers"].items()) or "none")
+    )
     out.print("Notices: " + (", ".join(f"{k} {v}" for k, v in snap["notices"].items()) or "none"))
 
 

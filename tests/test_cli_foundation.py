@@ -1,0 +1,90 @@
+"""CLI contract for the foundation: exit codes, --json shape, global options, no key leaks."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from breach_notify.flows.cli import _hoist_globals
+
+
+def test_keys_init_json_and_mode(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    res = cli("keys", "init", "--json")
+    assert res.code == 0, res.stderr
+    assert res.json == {
+        "keyring": str(home / "keyring.json"),
+        "key_ids": {"pseudonym": ["p1"], "seal": ["s1"], "code": ["c1"]},
+    }
+    assert stat.S_IMODE((home / "keyring.json").stat().st_mode) == 0o600
+
+
+def test_keys_init_twice_is_exit_2_and_keeps_keys(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("keys", "init").code == 0
+    before = (home / "keyring.json").read_bytes()
+    res = cli("keys", "init", "--json")
+    assert res.code == 2
+    assert "refusing to overwrite" in res.json["error"] and "refusing" in res.stderr
+    assert (home / "keyring.json").read_bytes() == before
+
+
+def test_global_options_anywhere(cli, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ring = tmp_path / "elsewhere" / "ring.json"
+    res = cli("keys", "init", "--keyring", str(ring), "--json")
+    assert res.code == 0 and Path(res.json["keyring"]) == ring and ring.exists()
+    assert _hoist_globals(["ingest", "f", "--home", "h", "--json"]) == [
+        "--home",
+        "h",
+        "ingest",
+        "f",
+        "--json",
+    ]
+    assert _hoist_globals(["x", "--keyring=k"]) == ["--keyring=k", "x"]
+
+
+def test_status_json_on_empty_store(cli) -> None:  # type: ignore[no-untyped-def]
+    res = cli("status", "--json")
+    assert res.code == 0, res.stderr
+    assert res.json == {"breaches": [], "subscribers": {}, "notices": {}}
+    assert res.stdout.count("\n") == 1
+
+
+def test_usage_errors_are_exit_2(cli) -> None:  # type: ignore[no-untyped-def]
+    for args in (["no-such-command"], ["status", "--bogus"], ["keys", "rotate"]):
+        res = cli(*args)
+        assert res.code == 2, (args, res.stderr)
+        assert "error" in res.stderr.lower()
+
+
+def test_exposed_keyring_is_exit_2_with_fix(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("keys", "init")
+    (home / "keyring.json").chmod(0o644)
+    res = cli("keys", "rotate", "--seal", "--json")
+    assert res.code == 2 and "chmod 600" in res.json["error"]
+
+
+def test_no_key_material_in_store_or_output(
+    cli, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    outputs = [
+        cli("keys", "init", "--json"),
+        cli("status", "--json"),
+        cli("keys", "rotate", "--pseudonym", "--json"),
+        cli("status"),
+    ]
+    data = json.loads((home / "keyring.json").read_text())
+    secrets = [
+        base64.b64decode(v) for p in ("pseudonym", "seal", "code") for v in data[p]["keys"].values()
+    ]
+    forms = set()
+    for key in secrets:
+        forms |= {key, key.hex().encode(), base64.b64encode(key)}
+    for f in home.rglob("*"):
+        if f.is_file() and f.name != "keyring.json":
+            blob = f.read_bytes()
+            assert not any(s in blob for s in forms), f
+    text = "".join(r.stdout + r.stderr for r in outputs).encode()
+    assert not any(s in text for s in forms)

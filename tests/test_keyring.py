@@ -1,0 +1,94 @@
+"""Keyring: 0600 file, overwrite refusal, permission check, environment, rotation."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from breach_notify.crypto import Keyring, KeyringError
+from breach_notify.crypto.keyring import ENV_VAR
+
+
+def test_create_is_0600_and_loads(tmp_path: Path) -> None:
+    path = tmp_path / "k" / "keyring.json"
+    ring = Keyring.create(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert ring.key_ids == {"pseudonym": ["p1"], "seal": ["s1"], "code": ["c1"]}
+    again = Keyring.load(path)
+    assert again.pseudonymizer().pseudonym("+447700900123") == ring.pseudonymizer().pseudonym(
+        "+447700900123"
+    )
+
+
+def test_create_refuses_to_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    Keyring.create(path)
+    before = path.read_bytes()
+    with pytest.raises(KeyringError, match="refusing to overwrite"):
+        Keyring.create(path)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644])
+def test_load_refuses_group_or_world_readable(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "keyring.json"
+    Keyring.create(path)
+    os.chmod(path, mode)
+    with pytest.raises(KeyringError, match="chmod 600"):
+        Keyring.load(path)
+
+
+def test_missing_and_malformed(tmp_path: Path) -> None:
+    with pytest.raises(KeyringError, match="keys init"):
+        Keyring.load(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "other"}')
+    os.chmod(bad, 0o600)
+    with pytest.raises(KeyringError, match="malformed"):
+        Keyring.load(bad)
+
+
+def test_environment_takes_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "keyring.json"
+    ring = Keyring.create(path)
+    monkeypatch.setenv(ENV_VAR, path.read_text())
+    from_env = Keyring.load(tmp_path / "absent.json")
+    assert from_env.pseudonymizer().pseudonym("+33612345678") == ring.pseudonymizer().pseudonym(
+        "+33612345678"
+    )
+    with pytest.raises(KeyringError, match="rotate in the file"):
+        from_env.rotate("seal")
+
+
+def test_rotate_keeps_old_versions(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    ring = Keyring.create(path)
+    old = ring.pseudonymizer()
+    assert ring.rotate("pseudonym") == "p2"
+    loaded = Keyring.load(path)
+    assert loaded.key_ids["pseudonym"] == ["p1", "p2"]
+    assert loaded.active_id("pseudonym") == "p2"
+    assert loaded.pseudonymizer("p1").pseudonym("+1") == old.pseudonym("+1")
+    assert loaded.pseudonymizer().pseudonym("+1") != old.pseudonym("+1")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    sealed = ring.sealer().seal("+447700900123", "r")
+    ring.rotate("seal")
+    assert Keyring.load(path).sealer().open(sealed, "r") == "+447700900123"
+    with pytest.raises(KeyringError):
+        ring.rotate("nonsense")
+
+
+def test_keys_are_distinct_and_32_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    Keyring.create(path)
+    data = json.loads(path.read_text())
+    import base64
+
+    keys = [
+        base64.b64decode(v) for p in ("pseudonym", "seal", "code") for v in data[p]["keys"].values()
+    ]
+    assert all(len(k) == 32 for k in keys) and len(set(keys)) == 3

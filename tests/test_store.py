@@ -1,0 +1,81 @@
+"""store/: migrations, settings applied on connect, transactions, lock retry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from breach_notify.errors import OperationalError
+from breach_notify.settings import Settings
+from breach_notify.store import migrate
+from breach_notify.store.db import connect, session, transaction
+
+
+def test_fresh_store_is_migrated_and_idempotent(settings: Settings) -> None:
+    conn = connect(settings)
+    tables = {
+        r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
+    assert {
+        "breaches",
+        "breach_pseudonyms",
+        "subscribers",
+        "subscriber_events",
+        "notices",
+    } <= tables
+    latest = max(v for v, _, _ in migrate.available())
+    assert migrate.schema_version(conn) == latest
+    assert migrate.migrate(conn) == latest
+    conn.close()
+    assert (settings.home / "breach-notify.duckdb").exists()
+
+
+def test_settings_are_applied(home) -> None:  # type: ignore[no-untyped-def]
+    s = Settings(home=home, memory_limit="256MB", threads=1)
+    with session(s) as conn:
+        limit = conn.execute("SELECT current_setting('memory_limit')").fetchone()
+        temp = conn.execute("SELECT current_setting('temp_directory')").fetchone()
+        threads = conn.execute("SELECT current_setting('threads')").fetchone()
+    assert limit is not None and temp is not None and threads is not None
+    assert limit[0].replace(" ", "") in ("256.0MB", "244.1MiB", "256MB")
+    assert temp[0] == str(home / "tmp") and threads[0] == 1
+
+
+def test_transaction_rolls_back_on_error(settings: Settings) -> None:
+    with session(settings) as conn:
+        with pytest.raises(RuntimeError), transaction(conn):
+            conn.execute(
+                "INSERT INTO breaches (id, title, format, key_id, k) "
+                "VALUES ('b', 't', 'csv', 'p1', 50)"
+            )
+            raise RuntimeError("boom")
+        assert conn.execute("SELECT count(*) FROM breaches").fetchone() == (0,)
+
+
+def test_lock_held_by_another_process_times_out_cleanly(settings: Settings) -> None:
+    connect(settings).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); "
+            "print('ok', flush=True); time.sleep(30)",
+            str(settings.db_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        quick = settings.model_copy(update={"lock_timeout_seconds": 0.5})
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="busy"):
+            connect(quick)
+        assert time.monotonic() - started < 10
+    finally:
+        holder.kill()
+        holder.wait()
+    connect(settings).close()  # free again
