@@ -1,4 +1,16 @@
 -- Subscribers (DESIGN §1.5, §1.6): pseudonym + sealed number + consent trail, no plaintext.
+--
+-- Matching across pseudonym-key rotations (decision, owner: subscribers):
+--   subscribers.pseudonym is the pseudonym under the subscriber's current key
+--   (pseudonym_key_id, normally the active key). subscriber_pseudonyms holds one row per
+--   (subscriber, key version) that is the subscriber's current key OR the key_id of some breach,
+--   so a breach hashed under an older key still matches. The matcher joins
+--     breach_pseudonyms bp JOIN breaches b ON b.id = bp.breach_id
+--     JOIN subscriber_pseudonyms sp ON sp.key_id = b.key_id AND sp.pseudonym = bp.pseudonym
+--     JOIN subscribers s ON s.id = sp.subscriber_id AND s.status = 'active'
+--   Rows are written on add/import, on `keys rotate --pseudonym`, and by
+--   breach_notify.subscribers.pseudonyms.sync(conn, keyring) (call it before matching, e.g.
+--   after ingesting a breach under a key some subscribers lack). Erasure and expiry delete them.
 CREATE TABLE subscribers (
     id               VARCHAR PRIMARY KEY,          -- random, meaningless
     status           VARCHAR NOT NULL,             -- pending | active | opted_out | erased
@@ -8,9 +20,17 @@ CREATE TABLE subscribers (
     seal_key_id      VARCHAR,
     language         VARCHAR NOT NULL DEFAULT 'en',
     confirmed_at     TIMESTAMPTZ,                  -- set once double opt-in (or import) confirmed
-    consent_source   VARCHAR,
+    consent_source   VARCHAR,                      -- 'sms-double-opt-in' or the import's evidence text
     created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at       TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- One row per (subscriber, pseudonym key version) still needed; see the note above.
+-- No index on purpose: DuckDB rewrites indexed rows on update; the table is small.
+CREATE TABLE subscriber_pseudonyms (
+    subscriber_id VARCHAR NOT NULL,
+    key_id        VARCHAR NOT NULL,
+    pseudonym     BLOB NOT NULL
 );
 
 -- Every change of state, no PII.
@@ -23,10 +43,14 @@ CREATE TABLE subscriber_events (
     occurred_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
--- Confirmation codes, stored only as a keyed hash.
+-- Confirmation codes, stored only as a keyed hash (HMAC under the `code` key of
+-- subscriber id + code). Rows outlive their expiry for a day: they are the rate-limit record.
+CREATE SEQUENCE confirmation_codes_seq;
 CREATE TABLE confirmation_codes (
+    id            BIGINT PRIMARY KEY DEFAULT nextval('confirmation_codes_seq'),
     subscriber_id VARCHAR NOT NULL,
     code_hash     BLOB NOT NULL,
+    code_key_id   VARCHAR NOT NULL,
     created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     expires_at    TIMESTAMPTZ NOT NULL,
     attempts      INTEGER NOT NULL DEFAULT 0,
