@@ -85,12 +85,20 @@ def send_notices(
     max_messages: int | None = None,
     ignore_quiet_hours: bool = False,
     resend_in_doubt: bool = False,
+    match_first: bool = True,
 ) -> dict[str, Any]:
-    """Work the outbox through the gateway (default: the configured one)."""
+    """Work the outbox through the gateway (default: the configured one).
+
+    ``match_first`` creates notices for new matches before sending (what the hourly schedule
+    wants); ``pipeline`` matches in its own step and turns it off.
+    """
     prefect_env.install_redaction()
     url = gateway or tasks.settings_for(home).gateway
-    result = tasks.send_task(
-        home, keyring, url, rate, max_messages, ignore_quiet_hours, resend_in_doubt
+    result: dict[str, Any] = {}
+    if match_first:
+        result["match"] = tasks.match_task(home, None)
+    result.update(
+        tasks.send_task(home, keyring, url, rate, max_messages, ignore_quiet_hours, resend_in_doubt)
     )
     _report_if_top_level(home, {"send": result})
     return result
@@ -133,7 +141,8 @@ def pipeline(
         stages["ingest"] = {"breaches": [], "files_ingested": 0, "files_skipped": 0}
     stages["match"] = match_subscribers(home)
     stages["send"] = send_notices(
-        gateway, home, keyring, rate, max_messages, ignore_quiet_hours, resend_in_doubt
+        gateway, home, keyring, rate, max_messages, ignore_quiet_hours, resend_in_doubt,
+        match_first=False,
     )
     stages["housekeeping"] = housekeeping(home)
     summary = write_report(home, stages)

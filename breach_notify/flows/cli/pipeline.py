@@ -1,9 +1,195 @@
-"""Commands of this group (placeholder until its issue lands)."""
+"""``run``, ``serve`` and ``demo``: the stages through Prefect.
+
+Prefect is imported only after :func:`breach_notify.flows.prefect_env.apply` has set its
+environment (home inside the data dir, no caching, no persisted results, redaction, no telemetry).
+"""
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
 import typer
+
+from breach_notify.crypto import Keyring
+from breach_notify.errors import BadInput, OperationalError
+from breach_notify.flows import dask_runner, prefect_env
+from breach_notify.flows.cli.common import JsonOption, emit, err, out, settings
+from breach_notify.settings import Settings
+
+GATEWAY_SCHEMES = ("dryrun", "memory", "twilio")
+
+
+def run(
+    ctx: typer.Context,
+    inbox: Path = typer.Option(None, "--inbox", help="Inbox dir: one folder per breach."),
+    gateway: str = typer.Option(None, "--gateway", help="dryrun://, twilio://?from=… [default: settings]"),
+    rate: float = typer.Option(None, "--rate", help="Segments per second."),
+    max_messages: int = typer.Option(None, "--max", help="Send at most N messages."),
+    ignore_quiet_hours: bool = typer.Option(False, "--ignore-quiet-hours"),
+    resend_in_doubt: bool = typer.Option(False, "--resend-in-doubt"),
+    task_runner: str = typer.Option("threads", "--task-runner", help="threads | dask"),
+    dask_address: str = typer.Option(None, "--dask-address", help="tcp://host:8786 of a cluster."),
+    as_json: bool = JsonOption,
+) -> None:
+    """The whole pipeline as one Prefect flow run (embedded Prefect unless PREFECT_API_URL)."""
+    s = settings(ctx)
+    result = run_pipeline(
+        s,
+        inbox=inbox if inbox is not None else s.inbox,
+        gateway=gateway or s.gateway,
+        rate=rate,
+        max_messages=max_messages,
+        ignore_quiet_hours=ignore_quiet_hours,
+        resend_in_doubt=resend_in_doubt,
+        task_runner=task_runner,
+        dask_address=dask_address,
+    )
+    _emit_run(as_json, result)
+
+
+def run_pipeline(
+    s: Settings,
+    *,
+    inbox: Path | None,
+    gateway: str,
+    rate: float | None = None,
+    max_messages: int | None = None,
+    ignore_quiet_hours: bool = False,
+    resend_in_doubt: bool = False,
+    task_runner: str = "threads",
+    dask_address: str | None = None,
+) -> dict[str, Any]:
+    """Check the inputs (fast, before Prefect starts), then run the ``pipeline`` flow."""
+    if inbox is not None and not inbox.is_dir():
+        raise BadInput(f"inbox {inbox} is not a directory; create it or fix --inbox")
+    scheme = urlsplit(gateway).scheme
+    if scheme not in GATEWAY_SCHEMES:
+        raise BadInput(f"unknown gateway URL scheme {scheme!r}; use dryrun://, memory:// or twilio://")
+    dask_runner.check(task_runner, dask_address)
+    Keyring.load(s.keyring_path)  # a missing or exposed keyring fails here, with its fix
+    prefect_env.apply(s)
+    api = os.environ.get("PREFECT_API_URL")
+    if api:
+        from breach_notify.flows.serve import healthy
+
+        if not healthy(api, timeout=5.0):
+            raise OperationalError(
+                f"the Prefect server at PREFECT_API_URL={api} does not answer; start it or unset "
+                "PREFECT_API_URL to use the embedded mode"
+            )
+    from breach_notify.flows.pipeline import home_path, pipeline
+
+    home = home_path(s.home)
+    began = time.monotonic()
+    state = pipeline(
+        inbox=str(inbox.resolve()) if inbox is not None else None,
+        gateway=gateway,
+        home=home,
+        keyring=str(s.keyring_path.resolve()),
+        rate=rate,
+        max_messages=max_messages,
+        ignore_quiet_hours=ignore_quiet_hours,
+        resend_in_doubt=resend_in_doubt,
+        task_runner=task_runner,
+        dask_address=dask_address,
+        return_state=True,
+    )
+    result: dict[str, Any] = state.result(raise_on_failure=True)  # type: ignore[assignment]
+    stages = result["stages"]
+    return {
+        **stages,
+        "report": result["report"],
+        "flow_run_id": str(state.state_details.flow_run_id),
+        "state": state.type.value,
+        "prefect_api": api or "embedded",
+        "prefect_home": None if api else os.environ.get("PREFECT_HOME"),
+        "seconds": round(time.monotonic() - began, 2),
+    }
+
+
+def _emit_run(as_json: bool, result: dict[str, Any], where: str | None = None) -> None:
+    if as_json:
+        emit(True, result)
+        return
+    from breach_notify.flows import report
+
+    stages = {k: result[k] for k in ("ingest", "match", "send", "housekeeping") if k in result}
+    out.print(report.table(result["report"], stages))
+    out.print(f"flow run {result['flow_run_id']}: {result['state']} in {result['seconds']}s")
+    if where:
+        out.print(where)
+
+
+def serve(
+    ctx: typer.Context,
+    inbox: Path = typer.Option(None, "--inbox", help="Inbox for the nightly ingest [default: settings]."),
+    gateway: str = typer.Option(None, "--gateway", help="Gateway for the hourly send [default: settings]."),
+    port: int = typer.Option(None, "--port", help="Port of the local Prefect server [default: free]."),
+) -> None:
+    """Run the schedules here (ingest nightly, send hourly, housekeeping daily) until Ctrl-C.
+
+    Uses PREFECT_API_URL when set; otherwise starts 'prefect server start' on 127.0.0.1 and
+    stops it on exit.
+    """
+    s = settings(ctx)
+    where = inbox if inbox is not None else s.inbox
+    if where is not None and not where.is_dir():
+        raise BadInput(f"inbox {where} is not a directory; create it or fix --inbox")
+    Keyring.load(s.keyring_path)
+    prefect_env.apply(s)
+    from breach_notify.flows.serve import PrefectServer, deployments, healthy
+
+    server: PrefectServer | None = None
+    api = os.environ.get("PREFECT_API_URL")
+    if api and not healthy(api, timeout=5.0):
+        raise OperationalError(f"the Prefect server at PREFECT_API_URL={api} does not answer")
+    if not api:
+        server = PrefectServer(s, port=port)
+        err.print(f"starting a Prefect server on {server.api_url} (log: {server.log_path})")
+        api = server.start()
+        os.environ["PREFECT_API_URL"] = api
+        err.print(f"Prefect UI/API at {api} (started in {server.started_in:.1f}s)")
+    try:
+        from prefect import serve as prefect_serve
+
+        home = str(s.home.resolve())
+        deps = deployments(
+            s, home, str(where.resolve()) if where else None, gateway or s.gateway
+        )
+        prefect_serve(*deps)  # type: ignore[arg-type]
+    finally:
+        if server is not None:
+            server.stop()
+            err.print("Prefect server stopped")
+
+
+def demo(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """The bundled synthetic breach + subscribers through the whole pipeline, dry-run gateway."""
+    from breach_notify.demo import prepare
+
+    s = settings(ctx)
+    inbox, subscribers = prepare(s)
+    result = run_pipeline(
+        s, inbox=inbox, gateway="dryrun://", rate=1000.0, ignore_quiet_hours=True
+    )
+    result["subscribers_import"] = subscribers
+    outbox = s.outbox_dir / "dryrun.jsonl"
+    result["outbox"] = str(outbox)
+    where = (
+        f"\nDry-run outbox (numbers masked): {outbox}\n"
+        f"Prefect runs: PREFECT_HOME={s.prefect_home.resolve()} prefect server start "
+        "(then open http://127.0.0.1:4200)\n"
+        f"Counts any time: breach-notify --home {s.home} status"
+    )
+    _emit_run(as_json, result, where)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the app."""
+    """Add ``run``, ``serve`` and ``demo``."""
+    app.command("run")(run)
+    app.command("serve")(serve)
+    app.command("demo")(demo)
