@@ -19,9 +19,17 @@ class GatewayError(OperationalError):
 
 
 class TransientError(GatewayError):
-    """Worth retrying later: rate limited, provider 5xx, timeout, connection reset."""
+    """Worth retrying later: rate limited, provider 5xx, timeout, connection reset.
+
+    ``maybe_sent`` is true when the request may have reached the provider (a read timeout, a
+    connection dropped after sending): the sender then looks the message up before retrying.
+    """
 
     transient = True
+
+    def __init__(self, message: str, code: str | None = None, *, maybe_sent: bool = False) -> None:
+        super().__init__(message, code)
+        self.maybe_sent = maybe_sent
 
 
 class PermanentError(GatewayError):
@@ -30,6 +38,17 @@ class PermanentError(GatewayError):
 
 class RecipientOptedOut(PermanentError):
     """The recipient has opted out at the carrier or provider (Twilio 21610)."""
+
+
+class InvalidMessage(PermanentError):
+    """The message itself is unusable (empty, too many segments); no gateway would take it."""
+
+
+class AccountError(GatewayError):
+    """The gateway refuses every message (credentials, sender, account): stop the run.
+
+    Nothing was sent; the notice stays pending. Neither transient nor about one recipient.
+    """
 
 
 class BadGatewayURL(GatewayError):

@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from breach_notify.notify.errors import BadGatewayURL
+from breach_notify.notify import segments
+from breach_notify.notify.errors import BadGatewayURL, InvalidMessage
 from breach_notify.numbers import E164
 from breach_notify.settings import Settings
 
@@ -37,11 +38,15 @@ class SendResult:
 
 @dataclass(frozen=True)
 class SentRecord:
-    """A message the gateway says it already has for a recipient (used to reconcile crashes)."""
+    """A message the gateway says it already has for a recipient (used to reconcile crashes).
+
+    ``body`` is the text when the gateway reports it, so a caller can tell its messages apart.
+    """
 
     gateway_id: str
     created_at: datetime
     status: str
+    body: str | None = field(default=None, repr=False)
 
 
 @runtime_checkable
@@ -55,6 +60,34 @@ class Gateway(Protocol):
     def lookup(self, to: E164, since: datetime) -> list[SentRecord] | None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class NoticeLookup(Protocol):
+    """Optional: a gateway that can say for certain whether it took the message of a notice."""
+
+    def sent_notice(self, notice_id: str) -> SentRecord | None: ...
+
+
+MAX_SEGMENTS = 10  # Twilio's limit (1,600 characters); notices themselves are one segment
+
+
+def validate(message: Message) -> segments.Segments:
+    """What every gateway checks before sending; returns the segment count.
+
+    Raises ``InvalidMessage`` (permanent) for an empty text, control characters or more than
+    ``MAX_SEGMENTS`` segments. Note: this does not check that the number can receive SMS.
+    """
+    if not message.body.strip():
+        raise InvalidMessage("the message text is empty")
+    if any(ord(c) < 32 and c not in "\n\r" for c in message.body):
+        raise InvalidMessage("the message text holds control characters")
+    counted = segments.count(message.body)
+    if counted.segments > MAX_SEGMENTS:
+        raise InvalidMessage(
+            f"the message needs {counted.segments} segments; at most {MAX_SEGMENTS} are allowed"
+        )
+    return counted
 
 
 GatewayFactory = Callable[[str, Settings], Gateway]
