@@ -2,15 +2,15 @@
 --
 -- Matching across pseudonym-key rotations (decision, owner: subscribers):
 --   subscribers.pseudonym is the pseudonym under the subscriber's current key
---   (pseudonym_key_id, normally the active key). subscriber_pseudonyms holds one row per
---   (subscriber, key version) that is the subscriber's current key OR the key_id of some breach,
---   so a breach hashed under an older key still matches. The matcher joins
---     breach_pseudonyms bp JOIN breaches b ON b.id = bp.breach_id
---     JOIN subscriber_pseudonyms sp ON sp.key_id = b.key_id AND sp.pseudonym = bp.pseudonym
---     JOIN subscribers s ON s.id = sp.subscriber_id AND s.status = 'active'
+--   (pseudonym_key_id, normally the active key). Table subscriber_pseudonyms (created in
+--   003_notices.sql, PRIMARY KEY (subscriber_id, key_id)) holds one row per (subscriber, key
+--   version) for every key version that is active OR the key_id of some breach, so a breach hashed
+--   under an older key still matches. It may repeat the current key's pseudonym: notify/match.py
+--   unions both sources and groups by (subscriber, breach), so that is harmless.
 --   Rows are written on add/import, on `keys rotate --pseudonym`, and by
---   breach_notify.subscribers.pseudonyms.sync(conn, keyring) (call it before matching, e.g.
---   after ingesting a breach under a key some subscribers lack). Erasure and expiry delete them.
+--   breach_notify.subscribers.pseudonyms.sync(conn, keyring), which is cheap when nothing is
+--   missing (call it before matching, e.g. when a breach was ingested under a key some subscribers
+--   lack). Erasure and expiry delete them.
 CREATE TABLE subscribers (
     id               VARCHAR PRIMARY KEY,          -- random, meaningless
     status           VARCHAR NOT NULL,             -- pending | active | opted_out | erased
@@ -23,14 +23,6 @@ CREATE TABLE subscribers (
     consent_source   VARCHAR,                      -- 'sms-double-opt-in' or the import's evidence text
     created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at       TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-
--- One row per (subscriber, pseudonym key version) still needed; see the note above.
--- No index on purpose: DuckDB rewrites indexed rows on update; the table is small.
-CREATE TABLE subscriber_pseudonyms (
-    subscriber_id VARCHAR NOT NULL,
-    key_id        VARCHAR NOT NULL,
-    pseudonym     BLOB NOT NULL
 );
 
 -- Every change of state, no PII.
