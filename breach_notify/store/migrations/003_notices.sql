@@ -1,15 +1,20 @@
 -- The outbox (DESIGN §6): one notice per (subscriber, breach).
+-- States: pending -> sending -> sent -> delivered | undelivered, plus failed (permanent error),
+-- suppressed (opted out or erased before sending), in_doubt (crash between request and record;
+-- resent only on `send --resend-in-doubt`). A quiet-hours deferral leaves a notice pending.
 CREATE TABLE notices (
     id            VARCHAR PRIMARY KEY,
     subscriber_id VARCHAR NOT NULL,
     breach_id     VARCHAR NOT NULL,
-    state         VARCHAR NOT NULL,  -- pending|sending|sent|delivered|undelivered|failed|suppressed|in_doubt
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    attempt_at    TIMESTAMPTZ,
+    state         VARCHAR NOT NULL,
+    kinds         USMALLINT NOT NULL DEFAULT 0,  -- kinds of field exposed for this subscriber
+    attempts      INTEGER NOT NULL DEFAULT 0,    -- requests made to a gateway
+    attempt_at    TIMESTAMPTZ,                   -- when the last request started (reconciliation)
     sent_at       TIMESTAMPTZ,
-    gateway_id    VARCHAR,
-    error_code    VARCHAR,
+    gateway_id    VARCHAR,                       -- the gateway's message id (Twilio SM…)
+    error_code    VARCHAR,                       -- the gateway's error code, never its text
     segments      INTEGER,
+    delivered_at  TIMESTAMPTZ,                   -- delivery callbacks (notify/delivery.py)
     created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     UNIQUE (subscriber_id, breach_id)
