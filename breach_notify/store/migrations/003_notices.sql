@@ -19,3 +19,14 @@ CREATE TABLE notices (
     updated_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     UNIQUE (subscriber_id, breach_id)
 );
+
+-- One row per (subscriber, pseudonym key version still needed): the active key and every
+-- breach's key_id, so a breach hashed under an older key still matches after
+-- `keys rotate --pseudonym`. Written and pruned by breach_notify.subscribers.pseudonyms (see
+-- 002_subscribers.sql); read by notify/match.py together with subscribers.pseudonym.
+CREATE TABLE subscriber_pseudonyms (
+    subscriber_id VARCHAR NOT NULL,
+    key_id        VARCHAR NOT NULL,
+    pseudonym     BLOB NOT NULL,
+    PRIMARY KEY (subscriber_id, key_id)
+);
