@@ -2,8 +2,9 @@
 --
 -- Matching across pseudonym-key rotations (decision, owner: subscribers):
 --   subscribers.pseudonym is the pseudonym under the subscriber's current key
---   (pseudonym_key_id, normally the active key). Table subscriber_pseudonyms (below) holds one row per (subscriber, key
---   version) for every key version that is active OR the key_id of some breach, so a breach hashed
+--   (pseudonym_key_id, normally the active key). Table subscriber_pseudonyms (defined in
+--   003_notices.sql, which the matcher's owner keeps; settled, do not move it) holds one row per
+--   (subscriber, key version) for every key version that is active OR the key_id of some breach, so a breach hashed
 --   under an older key still matches. It may repeat the current key's pseudonym: notify/match.py
 --   unions both sources and groups by (subscriber, breach), so that is harmless.
 --   Rows are written on add/import, on `keys rotate --pseudonym`, and by
@@ -22,14 +23,6 @@ CREATE TABLE subscribers (
     consent_source   VARCHAR,                      -- 'sms-double-opt-in' or the import's evidence text
     created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at       TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-
--- One row per (subscriber, pseudonym key version) still needed; see the note above.
-CREATE TABLE subscriber_pseudonyms (
-    subscriber_id VARCHAR NOT NULL,
-    key_id        VARCHAR NOT NULL,
-    pseudonym     BLOB NOT NULL,
-    PRIMARY KEY (subscriber_id, key_id)
 );
 
 -- Every change of state, no PII.
