@@ -1,1 +1,7 @@
-"""Subscribers and consent: opt-in, confirmation codes, keywords, erasure, key rotation."""
+"""Subscribers and consent: opt-in, confirmation codes, keywords, erasure, key rotation.
+
+Modules: ``registry`` (rows and lookup by number), ``pseudonyms`` (one pseudonym per key version
+in use), ``codes`` (keyed-hash confirmation codes with expiry, attempts and rate limits),
+``optin`` (add and confirm), ``consent`` (opt out, resume, activate), ``erasure``, ``importer``,
+``keywords`` and ``inbound`` (SMS replies), ``housekeeping``, ``rotation``, ``events``.
+"""

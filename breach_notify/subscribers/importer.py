@@ -1,0 +1,178 @@
+"""``subscribers import``: an NGO's existing list (CSV with a ``phone`` column, optional
+``language``). Invalid and duplicate rows are counted, never fatal; a file that cannot be read as
+such a CSV is refused before anything changes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from breach_notify import redact
+from breach_notify.crypto import Keyring
+from breach_notify.errors import BadInput
+from breach_notify.notify.gateway import Gateway
+from breach_notify.numbers import E164, InvalidNumber, parse_number
+from breach_notify.settings import Settings
+from breach_notify.store.db import transaction
+from breach_notify.subscribers import codes, consent, events, optin, registry
+
+SOURCE = "import"
+
+
+@dataclass
+class ImportReport:
+    """Counts only."""
+
+    imported: int = 0
+    invalid: int = 0
+    duplicate: int = 0
+    status: str = "pending"
+    codes_sent: int = 0
+    codes_failed: int = 0
+    invalid_by_reason: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "imported": self.imported,
+            "invalid": self.invalid,
+            "duplicate": self.duplicate,
+            "status": self.status,
+            "codes_sent": self.codes_sent,
+            "codes_failed": self.codes_failed,
+            "invalid_by_reason": dict(sorted(self.invalid_by_reason.items())),
+        }
+
+
+@dataclass(frozen=True)
+class Row:
+    phone: str = field(repr=False)
+    language: str | None
+
+
+def read(path: Path) -> list[Row]:
+    """Parse the whole file, or raise ``BadInput`` naming what is wrong with it."""
+    if not path.is_file():
+        raise BadInput(f"cannot read {path}: no such file; give the path of a CSV file")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadInput(f"{path} is not UTF-8 text; save the CSV as UTF-8") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read {path} ({exc.strerror}); check the path") from None
+    first = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first.count) if first else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+        columns = [c.strip().lower() for c in header or []]
+        if "phone" not in columns:
+            raise BadInput(
+                f"{path} has no 'phone' column; the first line must be a header such as"
+                " 'phone,language'"
+            )
+        phone_at = columns.index("phone")
+        lang_at = columns.index("language") if "language" in columns else None
+        rows = []
+        for record in reader:
+            if not any(cell.strip() for cell in record):
+                continue
+            phone = record[phone_at] if phone_at < len(record) else ""
+            lang = record[lang_at].strip() if lang_at is not None and lang_at < len(record) else ""
+            rows.append(Row(phone, lang or None))
+    except csv.Error:
+        raise BadInput(
+            f"{path} is not valid CSV (near line {reader.line_num}); fix the quoting"
+        ) from None
+    return rows
+
+
+def import_file(
+    conn: duckdb.DuckDBPyConnection,
+    ring: Keyring,
+    settings: Settings,
+    path: Path,
+    *,
+    consent_source: str,
+    confirmed: bool,
+    gateway: Gateway | None,
+    default_region: str | None = None,
+    now: datetime | None = None,
+) -> ImportReport:
+    """Import ``path``. With ``confirmed`` rows become active with ``consent_source`` as evidence;
+    without, they become pending and are texted a code (``gateway`` required).
+
+    Note: an opted-out subscriber is never re-activated by an import, and counts as a duplicate.
+    """
+    evidence = redact.redact(consent_source.strip())[:200]
+    if not evidence:
+        raise BadInput("--consent-source must say where the consent comes from")
+    if not confirmed and gateway is None:
+        raise BadInput("importing without --confirmed sends codes; give --gateway")
+    rows = read(path)
+    now = now or events.utcnow()
+    report = ImportReport(status="active" if confirmed else "pending")
+    numbers: list[tuple[E164, str]] = []
+    seen: set[str] = set()
+    for row in rows:
+        try:
+            number = parse_number(row.phone, default_region)
+        except InvalidNumber as exc:
+            report.invalid_by_reason[exc.reason] += 1
+            continue
+        if not number.can_receive_sms:
+            report.invalid_by_reason["not_sms_capable"] += 1
+            continue
+        if number.value in seen:
+            report.duplicate += 1
+            continue
+        seen.add(number.value)
+        try:
+            language = registry.check_language(row.language or settings.default_language)
+        except BadInput:
+            language = registry.check_language(settings.default_language)
+        numbers.append((number, language))
+    report.invalid = sum(report.invalid_by_reason.values())
+
+    to_send: list[optin.Pending] = []
+    with transaction(conn):
+        for number, language in numbers:
+            sub = registry.find(conn, ring, number)
+            if sub is None:
+                sid = registry.create(
+                    conn,
+                    ring,
+                    number,
+                    status=report.status,
+                    language=language,
+                    now=now,
+                    consent_source=evidence,
+                )
+                events.record(conn, sid, "imported", SOURCE, now)
+                if confirmed:
+                    events.record(conn, sid, "confirmed", SOURCE, now)
+                else:
+                    code = codes.issue(conn, ring, sid, now)
+                    if code is not None:
+                        events.record(conn, sid, "code_issued", SOURCE, now)
+                        to_send.append(optin.Pending(sid, number, code))
+                report.imported += 1
+            elif confirmed and sub.status == "pending":
+                consent.activate(conn, sub.id, SOURCE, now, consent_source=evidence)
+                report.imported += 1
+            else:
+                report.duplicate += 1
+    if gateway is not None:
+        for pending in to_send:
+            if optin.deliver(conn, settings, gateway, pending, SOURCE, now):
+                report.codes_sent += 1
+            else:
+                report.codes_failed += 1
+    return report
