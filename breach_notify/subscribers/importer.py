@@ -171,7 +171,7 @@ def import_file(
                 report.duplicate += 1
     if gateway is not None:
         for pending in to_send:
-            if optin.deliver(conn, settings, gateway, pending, SOURCE, now):
+            if optin.deliver(conn, settings, gateway, pending, SOURCE, now) is None:
                 report.codes_sent += 1
             else:
                 report.codes_failed += 1

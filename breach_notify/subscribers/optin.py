@@ -85,16 +85,17 @@ def deliver(
     pending: Pending,
     source: str,
     now: datetime,
-) -> bool:
-    """Text a code. On failure the code is withdrawn (so it does not count) and False returned."""
+) -> GatewayError | None:
+    """Text a code. On failure the code is withdrawn (so it does not count against the limits)
+    and the gateway's error returned (its text carries an error code only, never the number)."""
     try:
         gateway.send(Message(pending.number, texts.confirmation(settings, pending.code)))
-    except GatewayError:
+    except GatewayError as exc:
         codes.withdraw_latest(conn, pending.subscriber_id)
         events.record(conn, pending.subscriber_id, "code_send_failed", source, now)
-        return False
+        return exc
     events.record(conn, pending.subscriber_id, "code_sent", source, now)
-    return True
+    return None
 
 
 def add(
@@ -118,8 +119,10 @@ def add(
     now = now or events.utcnow()
     with transaction(conn):
         pending = request(conn, ring, number, language=lang, source=source, now=now)
-    if pending is not None and not deliver(conn, settings, gateway, pending, source, now):
-        raise GatewayError("the confirmation SMS could not be sent; try again in a minute")
+    if pending is not None:
+        failure = deliver(conn, settings, gateway, pending, source, now)
+        if failure is not None:
+            raise failure
     return AddAnswer(str(number))
 
 

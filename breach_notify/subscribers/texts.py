@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-import importlib
-
+from breach_notify.errors import BadInput
+from breach_notify.notify import segments
 from breach_notify.settings import Settings
-
-SEGMENT_CHARS = 160
 
 
 def fits_one_segment(text: str) -> bool:
-    """One GSM-7 segment: ``notify.segments`` when present, else plain ASCII of ≤ 160 chars."""
-    plain = text.isascii() and len(text) <= SEGMENT_CHARS and not set(text) & set("^{}[~]|\\")
-    try:
-        segments = importlib.import_module("breach_notify.notify.segments")
-    except ImportError:
-        return plain
-    count = getattr(segments, "count", None)
-    if not callable(count):
-        return plain
-    try:
-        result = count(text)
-    except Exception:  # an unexpected API shape: the plain rule still holds
-        return plain
-    n = getattr(result, "segments", result)
-    return plain if not isinstance(n, int) else n == 1
+    """True when ``text`` travels as one GSM-7 segment (≤ 160 septets)."""
+    counted = segments.count(text)
+    return counted.encoding == segments.GSM7 and counted.segments == 1
 
 
 def _org(settings: Settings) -> str:
-    return settings.org_name[:30]
+    return segments.replace_lookalikes(settings.org_name)[:30]
 
 
 def _checked(text: str) -> str:
     if not fits_one_segment(text):
-        raise ValueError("consent text does not fit one GSM-7 segment; shorten org_name")
+        raise BadInput("a consent SMS would not fit one GSM-7 segment; shorten org_name")
     return text
 
 
