@@ -19,7 +19,7 @@ from breach_notify.settings import Settings
 from breach_notify.store.db import connect, transaction
 from breach_notify.subscribers import codes, consent, erasure, events, housekeeping, optin, registry
 from breach_notify.subscribers import texts
-from tests.subscriber_helpers import (
+from tests.test_subscribers_helpers import (
     GB_FIXED,
     GB_MOBILE,
     GB_MOBILE_2,
