@@ -62,7 +62,7 @@ def write_sample(
     au_k: int = 10,
 ) -> Sample:
     """Write ``root/inbox/{demo-fb-us,demo-csv-au}`` and ``root/subscribers.csv``."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible fiction, not secrecy
     inbox = root / "inbox"
     us_id, au_id = "demo-fb-us", "demo-csv-au"
     pool = us_pool()
@@ -151,4 +151,6 @@ def _au_form(rng: random.Random, e164: str) -> str:
 
 if __name__ == "__main__":  # pragma: no cover - maintenance entry point
     out = write_sample(Path(sys.argv[1]))
-    print(f"wrote {out.inbox} and {out.subscribers_csv}: {out.distinct}, {out.subscribers} subscribers")
+    print(
+        f"wrote {out.inbox}, {out.subscribers_csv}: {out.distinct}, {out.subscribers} subscribers"
+    )

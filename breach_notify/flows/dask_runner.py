@@ -37,7 +37,7 @@ def make(kind: str, address: str | None = None, n_workers: int = 2) -> Any:
         from prefect.task_runners import ThreadPoolTaskRunner
 
         return ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 2))
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask.task_runners import DaskTaskRunner
 
     if address:
         return DaskTaskRunner(address=address)

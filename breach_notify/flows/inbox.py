@@ -59,8 +59,8 @@ def read_folder(folder: Path) -> BreachFolder:
     """One breach folder: validates the id and ``breach.toml``."""
     if not _BREACH_ID.match(folder.name):
         raise BadInput(
-            f"inbox folder {folder.name!r} is not a usable breach id; use letters, digits, '.', '_' "
-            "or '-' (at most 64)"
+            f"inbox folder {folder.name!r} is not a usable breach id; use letters, digits, "
+            "'.', '_' or '-' (at most 64)"
         )
     try:
         manifest = tomllib.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -83,7 +83,8 @@ def read_folder(folder: Path) -> BreachFolder:
         raise BadInput(f"{folder / MANIFEST}: k must be an integer of at least 2")
     files = tuple(
         sorted(
-            p for p in folder.iterdir()
+            p
+            for p in folder.iterdir()
             if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
         )
     )

@@ -108,10 +108,8 @@ def send_notices(
 def housekeeping(home: str | None = None) -> dict[str, Any]:
     """Expire unconfirmed subscriptions; remove leftovers of crashed runs."""
     prefect_env.install_redaction()
-    result = {
-        "expired_pending": tasks.expire_pending_task(home),
-        "leftovers_removed": tasks.retention_task(home),
-    }
+    result: dict[str, Any] = dict(tasks.expire_pending_task(home))
+    result["leftovers_removed"] = tasks.retention_task(home)
     _report_if_top_level(home, {"housekeeping": result})
     return result
 
@@ -141,7 +139,13 @@ def pipeline(
         stages["ingest"] = {"breaches": [], "files_ingested": 0, "files_skipped": 0}
     stages["match"] = match_subscribers(home)
     stages["send"] = send_notices(
-        gateway, home, keyring, rate, max_messages, ignore_quiet_hours, resend_in_doubt,
+        gateway,
+        home,
+        keyring,
+        rate,
+        max_messages,
+        ignore_quiet_hours,
+        resend_in_doubt,
         match_first=False,
     )
     stages["housekeeping"] = housekeeping(home)

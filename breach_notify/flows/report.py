@@ -127,8 +127,13 @@ def table(summary: dict[str, Any], stages: dict[str, Any]) -> Group:
     for b in summary["breaches"]:
         exposed = ", ".join(f"{kind} {_cell(n, b['k'])}" for kind, n in b["exposed"].items())
         breaches.add_row(
-            b["breach"], str(b["rows"]), str(b["invalid"]), str(b["distinct"]), str(b["new"]),
-            str(b["k"]), exposed,
+            b["breach"],
+            str(b["rows"]),
+            str(b["invalid"]),
+            str(b["distinct"]),
+            str(b["new"]),
+            str(b["k"]),
+            exposed,
         )
     run = Table(title="This run")
     run.add_column("stage")

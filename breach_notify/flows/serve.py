@@ -78,9 +78,17 @@ class PrefectServer:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [
-                    sys.executable, "-m", "prefect", "server", "start",
-                    "--host", self.host, "--port", str(self.port),
-                    "--no-ui", "--analytics-off",
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.port),
+                    "--no-ui",
+                    "--analytics-off",
                 ],
                 env=self.env,
                 stdin=subprocess.DEVNULL,

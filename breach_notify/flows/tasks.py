@@ -129,9 +129,19 @@ def ingest_breach(home: str | None, keyring: str | None, plan: dict[str, Any]) -
 def _counts(report: dict[str, Any]) -> dict[str, Any]:
     """The ingest fields of the CLI contract (and nothing that is not a count or an id)."""
     keep = (
-        "breach", "rows_read", "rows_invalid", "invalid_by_reason", "rows_duplicate",
-        "distinct_numbers", "new_numbers", "prefix_bits", "k", "min_bucket", "seconds",
-        "files", "shards",
+        "breach",
+        "rows_read",
+        "rows_invalid",
+        "invalid_by_reason",
+        "rows_duplicate",
+        "distinct_numbers",
+        "new_numbers",
+        "prefix_bits",
+        "k",
+        "min_bucket",
+        "seconds",
+        "files",
+        "shards",
     )
     return {key: report[key] for key in keep if key in report}
 
@@ -185,18 +195,18 @@ def send_task(
 
 @task(name="expire-pending", **SAFE)
 @scrubbed
-def expire_pending_task(home: str | None) -> int:
-    """Expire subscriptions whose double opt-in was never confirmed."""
-    from breach_notify.subscribers.housekeeping import expire_pending
+def expire_pending_task(home: str | None) -> dict[str, int]:
+    """Expire subscriptions whose double opt-in was never confirmed; purge old code rows."""
+    from breach_notify.subscribers import housekeeping
 
     with session(settings_for(home)) as conn:
-        return int(expire_pending(conn, datetime.now(UTC)))
+        return {k: int(v) for k, v in housekeeping.run(conn, datetime.now(UTC)).items()}
 
 
 @task(name="retention", **SAFE)
 @scrubbed
 def retention_task(home: str | None, max_age_hours: float = 24.0) -> int:
-    """Remove leftovers of crashed runs (shard Parquet, spill files) older than ``max_age_hours``."""
+    """Remove leftovers of crashed runs (shard Parquet, spill files) older than the cut-off."""
     settings = settings_for(home)
     cutoff = time.time() - timedelta(hours=max_age_hours).total_seconds()
     removed = 0

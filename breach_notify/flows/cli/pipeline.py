@@ -26,7 +26,9 @@ GATEWAY_SCHEMES = ("dryrun", "memory", "twilio")
 def run(
     ctx: typer.Context,
     inbox: Path = typer.Option(None, "--inbox", help="Inbox dir: one folder per breach."),
-    gateway: str = typer.Option(None, "--gateway", help="dryrun://, twilio://?from=… [default: settings]"),
+    gateway: str = typer.Option(
+        None, "--gateway", help="dryrun://, twilio://?from=… [default: settings]"
+    ),
     rate: float = typer.Option(None, "--rate", help="Segments per second."),
     max_messages: int = typer.Option(None, "--max", help="Send at most N messages."),
     ignore_quiet_hours: bool = typer.Option(False, "--ignore-quiet-hours"),
@@ -68,7 +70,9 @@ def run_pipeline(
         raise BadInput(f"inbox {inbox} is not a directory; create it or fix --inbox")
     scheme = urlsplit(gateway).scheme
     if scheme not in GATEWAY_SCHEMES:
-        raise BadInput(f"unknown gateway URL scheme {scheme!r}; use dryrun://, memory:// or twilio://")
+        raise BadInput(
+            f"unknown gateway URL scheme {scheme!r}; use dryrun://, memory:// or twilio://"
+        )
     dask_runner.check(task_runner, dask_address)
     Keyring.load(s.keyring_path)  # a missing or exposed keyring fails here, with its fix
     prefect_env.apply(s)
@@ -117,7 +121,9 @@ def _emit_run(as_json: bool, result: dict[str, Any], where: str | None = None) -
         return
     from breach_notify.flows import report
 
-    stages = {k: result[k] for k in ("ingest", "match", "send", "housekeeping") if k in result}
+    stages: dict[str, Any] = {
+        k: result[k] for k in ("ingest", "match", "send", "housekeeping") if k in result
+    }
     out.print(report.table(result["report"], stages))
     out.print(f"flow run {result['flow_run_id']}: {result['state']} in {result['seconds']}s")
     if where:
@@ -126,9 +132,9 @@ def _emit_run(as_json: bool, result: dict[str, Any], where: str | None = None) -
 
 def serve(
     ctx: typer.Context,
-    inbox: Path = typer.Option(None, "--inbox", help="Inbox for the nightly ingest [default: settings]."),
-    gateway: str = typer.Option(None, "--gateway", help="Gateway for the hourly send [default: settings]."),
-    port: int = typer.Option(None, "--port", help="Port of the local Prefect server [default: free]."),
+    inbox: Path = typer.Option(None, "--inbox", help="Inbox of the nightly ingest."),
+    gateway: str = typer.Option(None, "--gateway", help="Gateway of the hourly send."),
+    port: int = typer.Option(None, "--port", help="Port of the local Prefect server."),
 ) -> None:
     """Run the schedules here (ingest nightly, send hourly, housekeeping daily) until Ctrl-C.
 
@@ -157,9 +163,7 @@ def serve(
         from prefect import serve as prefect_serve
 
         home = str(s.home.resolve())
-        deps = deployments(
-            s, home, str(where.resolve()) if where else None, gateway or s.gateway
-        )
+        deps = deployments(s, home, str(where.resolve()) if where else None, gateway or s.gateway)
         prefect_serve(*deps)  # type: ignore[arg-type]
     finally:
         if server is not None:
@@ -173,9 +177,7 @@ def demo(ctx: typer.Context, as_json: bool = JsonOption) -> None:
 
     s = settings(ctx)
     inbox, subscribers = prepare(s)
-    result = run_pipeline(
-        s, inbox=inbox, gateway="dryrun://", rate=1000.0, ignore_quiet_hours=True
-    )
+    result = run_pipeline(s, inbox=inbox, gateway="dryrun://", rate=1000.0, ignore_quiet_hours=True)
     result["subscribers_import"] = subscribers
     outbox = s.outbox_dir / "dryrun.jsonl"
     result["outbox"] = str(outbox)
