@@ -1,0 +1,538 @@
+"""The sender: works the outbox, crash-safe, paced, polite.
+
+Per notice: ``pending`` → ``sending`` (attempt time, committed *before* the request) → ``sent``
+with the gateway's id (committed after). On start every ``sending`` row is reconciled with the
+gateway before anything is sent: found → ``sent``; certainly absent → ``pending``; the gateway
+cannot tell → ``in_doubt``, resent only with ``resend_in_doubt``. So a kill -9 at any point
+neither loses a notice nor sends one twice (given a gateway that can look messages up).
+
+Pages of notices are read with the store open; numbers are opened (Sealer) here only, kept in
+memory for the page, and never written. The store is closed before any wait (rate limit,
+backoff) and at least every ``HOLD_SECONDS``, so a webhook process can record a STOP; after
+every re-open the subscribers of the remaining notices are re-checked before the next request,
+so a STOP that lands mid-run stops that subscriber's later messages.
+
+Note: this does not pace across processes; run one sender at a time (the deployments do).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from breach_notify.crypto import InvalidToken, Keyring, Sealed, Sealer
+from breach_notify.notify import quiet
+from breach_notify.notify.errors import (
+    AccountError,
+    GatewayError,
+    PermanentError,
+    RecipientOptedOut,
+    TransientError,
+)
+from breach_notify.notify.gateway import Gateway, Message, NoticeLookup, SendResult, SentRecord
+from breach_notify.notify.templates import TemplateConfig, render
+from breach_notify.notify.throttle import Backoff, TokenBucket
+from breach_notify.numbers import E164
+from breach_notify.settings import Settings
+from breach_notify.store import db
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 1000
+CHUNK = 250  # notices marked ``sending`` together (one commit); bounded by HOLD_SECONDS too
+HOLD_SECONDS = 0.5  # longest the store stays open without a break
+LOOKUP_SKEW = timedelta(minutes=2)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SendReport:
+    """Counts for this run. ``in_doubt`` counts notices that became in doubt in this run."""
+
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    suppressed: int = 0
+    in_doubt: int = 0
+    reconciled: int = 0
+    retries: int = 0
+    segments: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent, "failed": self.failed, "deferred": self.deferred,
+            "suppressed": self.suppressed, "in_doubt": self.in_doubt,
+            "reconciled": self.reconciled, "retries": self.retries,
+            "segments": self.segments, "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Item:
+    id: str
+    subscriber_id: str
+    to: E164
+    body: str = field(repr=False)
+    segments: int
+    failures: int = 0
+
+
+def send(
+    settings: Settings,
+    keyring: Keyring,
+    gateway: Gateway,
+    *,
+    rate: float | None = None,
+    max_messages: int | None = None,
+    ignore_quiet_hours: bool = False,
+    resend_in_doubt: bool = False,
+    clock: Callable[[], datetime] = utcnow,
+    backoff: Backoff | None = None,
+    _sleep: Callable[[float], None] = time.sleep,
+    _rng: random.Random | None = None,
+    _page_size: int = PAGE_SIZE,
+) -> SendReport:
+    """Reconcile, then send pending notices; returns this run's counts.
+
+    ``rate`` is in segments per second (None: as fast as the gateway takes them);
+    ``max_messages`` caps the notices handed to the gateway; ``clock`` (aware, UTC) decides
+    quiet hours only — store timestamps are real time, as a gateway lookup compares against them.
+    """
+    rng = _rng or random.Random()  # noqa: S311 - jitter, not secrets
+    run = _Run(settings, keyring, gateway, rate=rate, max_messages=max_messages,
+               ignore_quiet_hours=ignore_quiet_hours, clock=clock,
+               backoff=backoff or Backoff(), sleep=_sleep, rng=rng, page_size=_page_size)
+    started = time.monotonic()
+    try:
+        run.reconcile()
+        if resend_in_doubt:
+            run.release_in_doubt()
+        run.work()
+    finally:
+        run.store.close()
+        run.report.seconds = time.monotonic() - started
+    return run.report
+
+
+class _Store:
+    """The store, opened lazily and closed before waits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self.opened_at = 0.0
+        self.fresh = False  # True until the caller has re-checked what others may have changed
+
+    def get(self) -> duckdb.DuckDBPyConnection:
+        if self._conn is None:
+            self._conn = db.connect(self.settings)
+            self.opened_at = time.monotonic()
+            self.fresh = True
+        return self._conn
+
+    def held_for(self) -> float:
+        return time.monotonic() - self.opened_at if self._conn is not None else 0.0
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+_PAGE = """
+SELECT n.id, n.subscriber_id, n.created_at, n.kinds, s.status, s.sealed, s.seal_key_id,
+       s.language, b.title
+FROM notices n
+LEFT JOIN subscribers s ON s.id = n.subscriber_id
+LEFT JOIN breaches b ON b.id = n.breach_id
+WHERE n.state = 'pending' AND (n.created_at, n.id) > ($at, $id)
+ORDER BY n.created_at, n.id
+LIMIT $limit
+"""
+
+_SENDING = """
+SELECT n.id, n.subscriber_id, n.attempt_at, n.kinds, s.sealed, s.seal_key_id, s.language, b.title
+FROM notices n
+LEFT JOIN subscribers s ON s.id = n.subscriber_id
+LEFT JOIN breaches b ON b.id = n.breach_id
+WHERE n.state = 'sending'
+ORDER BY n.attempt_at, n.id
+"""
+
+
+class _Run:
+    def __init__(
+        self, settings: Settings, keyring: Keyring, gateway: Gateway, *, rate: float | None,
+        max_messages: int | None, ignore_quiet_hours: bool, clock: Callable[[], datetime],
+        backoff: Backoff, sleep: Callable[[float], None], rng: random.Random, page_size: int,
+    ) -> None:
+        self.settings = settings
+        self.keyring = keyring
+        self.gateway = gateway
+        self.bucket = TokenBucket(rate) if rate else None
+        self.max_messages = max_messages
+        self.ignore_quiet_hours = ignore_quiet_hours
+        self.clock = clock
+        self.backoff = backoff
+        self.sleep = sleep
+        self.rng = rng
+        self.page_size = page_size
+        self.templates = TemplateConfig.from_settings(settings)
+        self.store = _Store(settings)
+        self.report = SendReport()
+        self.handed = 0  # notices handed to the gateway in this run
+        self.opted_out: set[str] = set()
+        self.per_message = 0.0  # moving average of one request's duration, sizes chunks
+        self._sealer: Sealer | None = None
+
+    # -- numbers and texts --------------------------------------------------------------------
+
+    @property
+    def sealer(self) -> Sealer:
+        if self._sealer is None:
+            self._sealer = self.keyring.sealer()
+        return self._sealer
+
+    def _number(self, sid: str, sealed: bytes | None, seal_kid: str | None) -> E164 | None:
+        if sealed is None or seal_kid is None:
+            return None
+        try:
+            return E164(self.sealer.open(Sealed(str(seal_kid), bytes(sealed)), str(sid)))
+        except InvalidToken:
+            return None
+
+    def _text(self, language: str | None, title: str | None, kinds: int | None) -> str:
+        return render(language, title or "", int(kinds or 0), self.templates).text
+
+    # -- reconciliation -----------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Settle every ``sending`` notice left by an earlier run before sending anything."""
+        conn = self.store.get()
+        rows = conn.execute(_SENDING).fetchall()
+        for nid, sid, attempt_at, kinds, sealed, seal_kid, language, title in rows:
+            to = self._number(sid, sealed, seal_kid)
+            body = self._text(language, title, kinds)
+            try:
+                found = self._find_sent(nid, to, attempt_at, body)
+            except GatewayError:
+                log.warning("could not reconcile a notice with the gateway; it stays 'sending'")
+                continue
+            self._settle(nid, found)
+            self.report.reconciled += 1
+
+    def _find_sent(
+        self, nid: str, to: E164 | None, since: datetime | None, body: str
+    ) -> SentRecord | bool | None:
+        """The gateway's record of this notice; False when surely not sent; None when unknown."""
+        if isinstance(self.gateway, NoticeLookup):
+            rec = self.gateway.sent_notice(nid)
+            return rec if rec is not None else False
+        if to is None or since is None:
+            return None
+        records = self.gateway.lookup(to, since)
+        if records is None:
+            return None
+        conn = self.store.get()
+        for rec in sorted(records, key=lambda r: r.created_at):
+            if rec.created_at < since - LOOKUP_SKEW:
+                continue
+            if rec.body is not None and rec.body != body:
+                continue
+            claimed = conn.execute(
+                "SELECT count(*) FROM notices WHERE gateway_id = ? AND id <> ?",
+                [rec.gateway_id, nid],
+            ).fetchone()
+            if claimed and claimed[0]:
+                continue
+            return rec
+        return False
+
+    def _settle(self, nid: str, found: SentRecord | bool | None) -> None:
+        conn = self.store.get()
+        if isinstance(found, SentRecord):
+            conn.execute(
+                "UPDATE notices SET state = 'sent', gateway_id = ?, sent_at = ?, updated_at = now()"
+                " WHERE id = ? AND state = 'sending'",
+                [found.gateway_id, found.created_at, nid],
+            )
+        elif found is False:
+            conn.execute(
+                "UPDATE notices SET state = 'pending', updated_at = now()"
+                " WHERE id = ? AND state = 'sending'",
+                [nid],
+            )
+        else:
+            conn.execute(
+                "UPDATE notices SET state = 'in_doubt', updated_at = now()"
+                " WHERE id = ? AND state = 'sending'",
+                [nid],
+            )
+            self.report.in_doubt += 1
+
+    def release_in_doubt(self) -> None:
+        """``--resend-in-doubt``: the operator accepts a possible duplicate for these."""
+        self.store.get().execute(
+            "UPDATE notices SET state = 'pending', updated_at = now() WHERE state = 'in_doubt'"
+        )
+
+    # -- the outbox ---------------------------------------------------------------------------
+
+    def _capped(self) -> bool:
+        return self.max_messages is not None and self.handed >= self.max_messages
+
+    def work(self) -> None:
+        cursor: tuple[datetime, str] = (datetime(1970, 1, 1, tzinfo=UTC), "")
+        while not self._capped():
+            conn = self.store.get()
+            self.store.fresh = False
+            rows = conn.execute(
+                _PAGE, {"at": cursor[0], "id": cursor[1], "limit": self.page_size}
+            ).fetchall()
+            if not rows:
+                return
+            cursor = (rows[-1][2], rows[-1][0])
+            items: list[_Item] = []
+            suppress: list[str] = []
+            for nid, sid, _created, kinds, status, sealed, seal_kid, language, title in rows:
+                to = self._number(sid, sealed, seal_kid) if status == "active" else None
+                if to is None or sid in self.opted_out:
+                    suppress.append(nid)
+                    continue
+                if not self.ignore_quiet_hours and not quiet.may_send(
+                    to, self.clock(), self.settings.quiet_start, self.settings.quiet_end,
+                    self.settings.schedule_timezone,
+                ):
+                    self.report.deferred += 1
+                    continue
+                text = render(language, title or "", int(kinds or 0), self.templates)
+                items.append(_Item(nid, sid, to, text.text, text.segments.segments))
+            self._suppress(suppress)
+            self._send_items(items)
+
+    def _suppress(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        cur = self.store.get().execute(
+            "UPDATE notices SET state = 'suppressed', updated_at = now()"
+            " WHERE id IN (SELECT unnest($ids::VARCHAR[])) AND state = 'pending'",
+            {"ids": ids},
+        ).fetchone()
+        self.report.suppressed += int(cur[0]) if cur else 0
+
+    def _recheck(self, queue: deque[_Item]) -> None:
+        """After a re-open: drop (suppress) queued notices whose subscriber is no longer active."""
+        if not queue:
+            return
+        conn = self.store.get()
+        subs = sorted({it.subscriber_id for it in queue})
+        active = {
+            str(r[0]) for r in conn.execute(
+                "SELECT id FROM subscribers WHERE id IN (SELECT unnest($ids::VARCHAR[]))"
+                " AND status = 'active' AND sealed IS NOT NULL",
+                {"ids": subs},
+            ).fetchall()
+        }
+        gone = [it for it in queue if it.subscriber_id not in active]
+        if gone:
+            keep = [it for it in queue if it.subscriber_id in active]
+            queue.clear()
+            queue.extend(keep)
+            self._suppress(it.id for it in gone)
+
+    def _send_items(self, items: list[_Item]) -> None:
+        queue = deque(items)
+        while queue and not self._capped():
+            self.store.get()
+            if self.store.fresh:
+                self.store.fresh = False
+                self._recheck(queue)
+                continue
+            queue_ids_opted = [it for it in queue if it.subscriber_id in self.opted_out]
+            if queue_ids_opted:
+                for it in queue_ids_opted:
+                    queue.remove(it)
+                self._suppress(it.id for it in queue_ids_opted)
+                continue
+            chunk = self._take_chunk(queue)
+            if not chunk:
+                assert self.bucket is not None
+                wait = self.bucket.wait_time(queue[0].segments)
+                self.store.close()
+                self.sleep(wait)
+                continue
+            pause = self._send_chunk(chunk, queue)
+            if pause > 0:
+                self.store.close()
+                self.sleep(pause)
+            elif self.store.held_for() > HOLD_SECONDS:
+                self.store.close()
+
+    def _take_chunk(self, queue: deque[_Item]) -> list[_Item]:
+        chunk: list[_Item] = []
+        # As many as fit in HOLD_SECONDS: few ``sending`` rows to reconcile after a crash.
+        room = CHUNK if self.per_message <= 0 else int(HOLD_SECONDS / self.per_message)
+        room = max(1, min(CHUNK, room))
+        if self.max_messages is not None:
+            room = min(room, self.max_messages - self.handed)
+        for it in queue:
+            if len(chunk) >= room:
+                break
+            if self.bucket is not None and it.failures == 0 and not self.bucket.try_take(
+                it.segments
+            ):
+                break
+            chunk.append(it)
+        return chunk
+
+    def _send_chunk(self, chunk: list[_Item], queue: deque[_Item]) -> float:
+        """Mark, send, record one chunk. Returns seconds to pause (backoff) before the next."""
+        conn = self.store.get()
+        claimed = {
+            str(r[0]) for r in conn.execute(
+                "UPDATE notices SET state = 'sending', attempt_at = now(),"
+                " attempts = attempts + 1, updated_at = now()"
+                " WHERE id IN (SELECT unnest($ids::VARCHAR[])) AND state = 'pending' RETURNING id",
+                {"ids": [it.id for it in chunk]},
+            ).fetchall()
+        }
+        sent: list[tuple[_Item, SendResult]] = []
+        failed: list[tuple[_Item, str | None]] = []
+        opted: list[tuple[_Item, str | None]] = []
+        doubt: list[_Item] = []
+        unsent: list[_Item] = []  # marked but not (surely) sent: back to pending
+        pause = 0.0
+        started = time.monotonic()
+        for k, it in enumerate(chunk):
+            if it.id not in claimed:
+                queue.popleft()
+                continue
+            if pause > 0 or time.monotonic() - started > HOLD_SECONDS:
+                unsent.extend(x for x in chunk[k:] if x.id in claimed)
+                break
+            if it.failures == 0:
+                self.handed += 1
+            t0 = time.monotonic()
+            try:
+                result = self.gateway.send(Message(it.to, it.body, it.id))
+            except RecipientOptedOut as exc:
+                queue.popleft()
+                opted.append((it, exc.code))
+            except PermanentError as exc:
+                queue.popleft()
+                failed.append((it, exc.code))
+            except AccountError:
+                unsent.extend(x for x in chunk[k:] if x.id in claimed)
+                self._record(sent, failed, opted, doubt, unsent)
+                raise
+            except TransientError as exc:
+                outcome = self._after_transient(it, exc)
+                if isinstance(outcome, SendResult):
+                    queue.popleft()
+                    sent.append((it, outcome))
+                elif outcome is None:
+                    queue.popleft()
+                    doubt.append(it)
+                else:
+                    it.failures += 1
+                    if it.failures >= self.backoff.attempts:
+                        queue.popleft()
+                        failed.append((it, exc.code))
+                    else:
+                        unsent.append(it)
+                        self.report.retries += 1
+                        pause = self.backoff.delay(it.failures, self.rng)
+            else:
+                queue.popleft()
+                sent.append((it, result))
+            took = time.monotonic() - t0
+            avg = self.per_message
+            self.per_message = took if avg <= 0 else 0.8 * avg + 0.2 * took
+        self._record(sent, failed, opted, doubt, unsent)
+        return pause
+
+    def _after_transient(self, it: _Item, exc: TransientError) -> SendResult | bool | None:
+        """A request that may have reached the gateway is looked up before any retry."""
+        if not exc.maybe_sent:
+            return False
+        try:
+            since = utcnow() - LOOKUP_SKEW
+            found = self._find_sent(it.id, it.to, since, it.body)
+        except GatewayError:
+            return None
+        if isinstance(found, SentRecord):
+            return SendResult(found.gateway_id, it.segments, found.status)
+        return found
+
+    def _record(
+        self,
+        sent: list[tuple[_Item, SendResult]],
+        failed: list[tuple[_Item, str | None]],
+        opted: list[tuple[_Item, str | None]],
+        doubt: list[_Item],
+        unsent: list[_Item],
+    ) -> None:
+        """Write a chunk's outcomes in one transaction. Never moves a notice backwards."""
+        conn = self.store.get()
+        with db.transaction(conn):
+            if sent:
+                conn.execute(
+                    "UPDATE notices SET state = 'sent', gateway_id = v.gid, segments = v.seg,"
+                    " sent_at = now(), error_code = NULL, updated_at = now()"
+                    " FROM (SELECT unnest($ids::VARCHAR[]) AS id, unnest($gids::VARCHAR[]) AS gid,"
+                    "       unnest($segs::INTEGER[]) AS seg) v"
+                    " WHERE notices.id = v.id AND notices.state = 'sending'",
+                    {"ids": [i.id for i, _ in sent], "gids": [r.gateway_id for _, r in sent],
+                     "segs": [r.segments for _, r in sent]},
+                )
+            for state, rows in (("failed", failed), ("suppressed", opted)):
+                if rows:
+                    conn.execute(
+                        f"UPDATE notices SET state = '{state}', error_code = v.code,"
+                        " updated_at = now()"
+                        " FROM (SELECT unnest($ids::VARCHAR[]) AS id,"
+                        "       unnest($codes::VARCHAR[]) AS code) v"
+                        " WHERE notices.id = v.id AND notices.state = 'sending'",
+                        {"ids": [i.id for i, _ in rows], "codes": [c for _, c in rows]},
+                    )
+            for state, items in (("in_doubt", doubt), ("pending", unsent)):
+                if items:
+                    conn.execute(
+                        f"UPDATE notices SET state = '{state}', updated_at = now()"
+                        " WHERE id IN (SELECT unnest($ids::VARCHAR[])) AND state = 'sending'",
+                        {"ids": [i.id for i in items]},
+                    )
+            for it, code in opted:
+                self._opt_out(conn, it.subscriber_id, code)
+        self.report.sent += len(sent)
+        self.report.segments += sum(r.segments for _, r in sent)
+        self.report.failed += len(failed)
+        self.report.suppressed += len(opted)
+        self.report.in_doubt += len(doubt)
+
+    def _opt_out(self, conn: duckdb.DuckDBPyConnection, sid: str, code: str | None) -> None:
+        """The carrier says the recipient opted out (Twilio 21610): record it like a STOP."""
+        self.opted_out.add(sid)
+        changed = conn.execute(
+            "UPDATE subscribers SET status = 'opted_out', updated_at = now()"
+            " WHERE id = ? AND status = 'active' RETURNING id",
+            [sid],
+        ).fetchall()
+        if changed:
+            conn.execute(
+                "INSERT INTO subscriber_events (subscriber_id, event, source) VALUES (?, ?, ?)",
+                [sid, "opted_out", f"gateway:{code or 'opted_out'}"],
+            )
