@@ -102,13 +102,8 @@ def test_pseudonym_rotation_keeps_old_breaches_matching(tmp_path: Path, home: Pa
         assert conn.execute(JOIN).fetchall() == expected
     # The matcher finds the same pairs.
     code, out = run("match", "--json")
-    if code == 0 and out.strip().startswith("{"):
-        assert json.loads(out)["new_notices"] == 5
-    else:  # the matcher command is not there yet: call the stage directly
-        from breach_notify.notify import match
-
-        with session(settings) as conn:
-            assert match.match(conn).new_notices == 5
+    assert code == 0, out
+    assert json.loads(out)["new_notices"] == 5
 
     # A second rotation keeps both breach keys, adds the new one.
     assert run("keys", "rotate", "--pseudonym")[0] == 0
