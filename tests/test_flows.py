@@ -216,10 +216,11 @@ def test_flow_runs_and_artifact_in_prefect_db(run_once) -> None:  # type: ignore
     )
     pipelines = [r for r in runs if r[0] == "pipeline"]
     assert len(pipelines) == 2 and all(r[1] == "COMPLETED" for r in pipelines)
-    assert {r[0] for r in runs} == {
+    ours = [r for r in runs if r[0] != "leaky"]  # the leak test's negative control may follow
+    assert {r[0] for r in ours} == {
         "pipeline", "ingest-inbox", "match-subscribers", "send-notices", "housekeeping"
     }
-    assert all(r[1] == "COMPLETED" for r in runs)
+    assert all(r[1] == "COMPLETED" for r in ours)
     ids = {run_once.first.json["flow_run_id"], run_once.second.json["flow_run_id"]}
     found = {str(r[0]).replace("-", "") for r in db.rows("SELECT id FROM flow_run")}
     assert {i.replace("-", "") for i in ids} <= found

@@ -154,3 +154,22 @@ def processes_under(root: Path) -> Iterator[str]:
             continue
         if needle in environ:
             yield f"{proc.name}: {cmd}"
+
+
+def server_env(api_url: str, client_home: Path, **extra: str) -> dict[str, str]:
+    """Environment for CLI, deploy and worker processes that report to a real server."""
+    from breach_notify.flows import prefect_env
+
+    base = clean_env(PREFECT_API_URL=api_url, **extra)
+    env = prefect_env.environment(Settings(home=client_home), base)
+    env["PREFECT_HOME"] = str(client_home)  # keep the client's own files out of ~/.prefect
+    return env
+
+
+def api(api_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """One call to the Prefect REST API."""
+    import httpx
+
+    response = httpx.request(method, f"{api_url}{path}", json=body, timeout=30)
+    response.raise_for_status()
+    return response.json()

@@ -56,13 +56,25 @@ def send_cmd(
     ring = keyring(ctx)
     gw = open_gateway(gateway, cfg)
     try:
-        report = send(cfg, ring, gw, rate=rate, max_messages=max_messages,
-                      ignore_quiet_hours=ignore_quiet_hours, resend_in_doubt=resend_in_doubt)
+        report = send(
+            cfg,
+            ring,
+            gw,
+            rate=rate,
+            max_messages=max_messages,
+            ignore_quiet_hours=ignore_quiet_hours,
+            resend_in_doubt=resend_in_doubt,
+        )
     finally:
         gw.close()
     data = report.as_dict()
-    emit(as_json, data, ", ".join(f"{k} {data[k]}" for k in
-                                  ("sent", "failed", "deferred", "suppressed", "in_doubt")))
+    emit(
+        as_json,
+        data,
+        ", ".join(
+            f"{k} {data[k]}" for k in ("sent", "failed", "deferred", "suppressed", "in_doubt")
+        ),
+    )
 
 
 def register(app: typer.Typer) -> None:

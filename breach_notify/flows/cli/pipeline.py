@@ -7,6 +7,7 @@ environment (home inside the data dir, no caching, no persisted results, redacti
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,7 @@ def serve(
         api = server.start()
         os.environ["PREFECT_API_URL"] = api
         err.print(f"Prefect UI/API at {api} (started in {server.started_in:.1f}s)")
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # stop the server on SIGTERM too
     try:
         from prefect import serve as prefect_serve
 
@@ -166,9 +168,14 @@ def serve(
         deps = deployments(s, home, str(where.resolve()) if where else None, gateway or s.gateway)
         prefect_serve(*deps)  # type: ignore[arg-type]
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if server is not None:
             server.stop()
             err.print("Prefect server stopped")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def demo(ctx: typer.Context, as_json: bool = JsonOption) -> None:

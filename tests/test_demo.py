@@ -1,0 +1,46 @@
+"""``breach-notify demo``: the bundled sample through embedded Prefect, then the plaintext scan."""
+
+from __future__ import annotations
+
+import csv
+import filecmp
+from pathlib import Path
+
+import pytest
+
+from breach_notify.demo import DATA, INBOX, SUBSCRIBERS
+from breach_notify.demo.sample import write_sample
+from privacy import scan
+from test_flows_helpers import cli, processes_under
+
+
+def test_bundled_sample_is_what_the_generator_writes(tmp_path: Path) -> None:
+    sample = write_sample(tmp_path)
+    for rel in ("subscribers.csv", "inbox/demo-fb-us/United States.txt",
+                "inbox/demo-fb-us/breach.toml", "inbox/demo-csv-au/members.csv",
+                "inbox/demo-csv-au/breach.toml"):
+        assert filecmp.cmp(tmp_path / rel, DATA / rel, shallow=False), rel
+    with SUBSCRIBERS.open() as fh:
+        assert {row["phone"] for row in csv.DictReader(fh)} <= sample.numbers
+    assert sorted(p.name for p in INBOX.iterdir()) == ["demo-csv-au", "demo-fb-us"]
+
+
+@pytest.mark.slow
+def test_demo_within_a_minute_and_leaves_no_number(tmp_path: Path) -> None:
+    truth = write_sample(tmp_path / "truth")
+    home = tmp_path / "home"
+    res = cli(home, "demo", timeout=180)
+    assert res.code == 0, res.stderr[-3000:]
+    print(f"demo took {res.seconds:.1f}s")
+    assert res.seconds < 60
+    assert "Breaches" in res.stdout and "demo-fb-us" in res.stdout
+    assert "dryrun.jsonl" in res.stdout and "prefect server start" in res.stdout
+    outbox = home / "outbox" / "dryrun.jsonl"
+    assert len(outbox.read_text().splitlines()) == truth.expected_notices
+    assert not list(processes_under(home))
+    assert scan([home], truth.numbers, [res.stdout, res.stderr]) == []
+
+    again = cli(home, "demo", "--json", timeout=180)  # a second demo: nothing new, nothing sent
+    assert again.code == 0, again.stderr[-3000:]
+    assert again.json["send"]["sent"] == 0 and again.json["ingest"]["files_skipped"] == 2
+    assert scan([home], truth.numbers, [again.stdout, again.stderr]) == []
