@@ -9,9 +9,6 @@ from typing import Any
 
 import duckdb
 import pytest
-
-from breach_notify.flows.serve import PrefectServer
-from breach_notify.settings import Settings
 from privacy import scan
 from test_flows_helpers import (
     api,
@@ -22,6 +19,9 @@ from test_flows_helpers import (
     server_env,
     small_sample,
 )
+
+from breach_notify.flows.serve import PrefectServer
+from breach_notify.settings import Settings
 
 
 def test_dask_without_server_is_exit_2(tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ import filecmp
 from pathlib import Path
 
 import pytest
+from privacy import scan
+from test_flows_helpers import cli, processes_under
 
 from breach_notify.demo import DATA, INBOX, SUBSCRIBERS
 from breach_notify.demo.sample import write_sample
-from privacy import scan
-from test_flows_helpers import cli, processes_under
 
 
 def test_bundled_sample_is_what_the_generator_writes(tmp_path: Path) -> None:

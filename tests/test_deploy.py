@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from privacy import scan
+from test_flows_helpers import REPO, api, prepared_home, processes_under, server_env, small_sample
 
 from breach_notify.flows.serve import PrefectServer
 from breach_notify.settings import Settings
-from privacy import scan
-from test_flows_helpers import REPO, api, prepared_home, processes_under, server_env, small_sample
 
 PREFECT_YAML = REPO / "infra" / "prefect.yaml"
 
@@ -47,7 +47,9 @@ def server(tmp_path: Path) -> Iterator[PrefectServer]:
         srv.stop()
 
 
-def _prefect(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def _prefect(
+    env: dict[str, str], *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "prefect", "--no-prompt", *args],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout,

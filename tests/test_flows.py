@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_flows_helpers import PrefectDB, clean_env, cli, embedded_run
 
 from breach_notify.errors import BadInput, OperationalError
 from breach_notify.flows import dask_runner, inbox, prefect_env, report
 from breach_notify.redact import RedactingFilter
 from breach_notify.settings import Settings
-from test_flows_helpers import PrefectDB, clean_env, cli, embedded_run
 
 # -- the environment -----------------------------------------------------------------------
 
@@ -124,7 +124,7 @@ def test_inbox_refuses_bad_folders(tmp_path: Path, name: str, manifest: str, fix
 
 def test_inbox_needs_a_manifest(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
-    with pytest.raises(BadInput, match="breach.toml"):
+    with pytest.raises(BadInput, match=r"breach\.toml"):
         inbox.read_inbox(tmp_path)
 
 

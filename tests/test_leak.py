@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from privacy import scan
 from test_flows_helpers import clean_env, embedded_run, processes_under
 

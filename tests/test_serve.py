@@ -11,15 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_flows_helpers import api, clean_env, cli, processes_under
 
 from breach_notify.flows.serve import PrefectServer, free_port, healthy
 from breach_notify.settings import Settings
-from test_flows_helpers import api, clean_env, cli, processes_under
 
 
 def test_server_helper_binds_loopback_only(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="loopback"):
-        PrefectServer(Settings(home=tmp_path), host="0.0.0.0")  # noqa: S104
+        PrefectServer(Settings(home=tmp_path), host="0.0.0.0")
 
 
 @pytest.mark.slow
