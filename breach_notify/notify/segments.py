@@ -38,6 +38,9 @@ LOOKALIKES: dict[str, str] = {
     "\u2007": " ", "\u3000": " ", "\t": " ",
     "\u200b": "", "\u200c": "", "\u200d": "", "\u2060": "", "\ufeff": "",
     "\u00e7": "Ç", "\u2122": "TM", "\u00a9": "(c)", "\u00ae": "(R)",
+    # Letters without a decomposition to a GSM-7 base.
+    "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Œ": "OE", "œ": "oe", "Þ": "Th", "þ": "th",
+    "ı": "i", "ð": "d",
 }
 
 

@@ -6,8 +6,8 @@ Credentials come from the environment only: ``TWILIO_ACCOUNT_SID`` + ``TWILIO_AU
 ``TWILIO_API_KEY`` + ``TWILIO_API_SECRET`` with ``TWILIO_ACCOUNT_SID``.
 
 The SDK never retries a POST (no retrying adapter is mounted), every request has a timeout, the
-SDK's request logging is discarded (it prints query strings, which hold ``To``), and every error
-is translated by :func:`translate` without keeping the SDK's text (it can quote the number).
+SDK's request logging is discarded and urllib3's redacted (query strings hold ``To``), and every
+error is translated by :func:`translate` without keeping the SDK's text (it can quote the number).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from breach_notify.notify.errors import (
 )
 from breach_notify.notify.gateway import Message, SendResult, SentRecord, validate
 from breach_notify.numbers import E164
+from breach_notify.redact import RedactingFilter
 from breach_notify.settings import Settings
 
 DEFAULT_TIMEOUT = 10.0
@@ -57,6 +58,10 @@ _sdk_log = logging.getLogger("breach_notify.notify.twilio.sdk")
 _sdk_log.addHandler(logging.NullHandler())
 _sdk_log.propagate = False
 _sdk_log.setLevel(logging.CRITICAL)
+# urllib3 logs request lines at DEBUG, query string (``To=…``) included: redact at the source.
+_urllib3_log = logging.getLogger("urllib3.connectionpool")
+if not any(isinstance(f, RedactingFilter) for f in _urllib3_log.filters):
+    _urllib3_log.addFilter(RedactingFilter())
 
 
 def translate(exc: BaseException) -> GatewayError:
