@@ -1,4 +1,4 @@
-"""Keyword classification: every keyword, case, whitespace and punctuation, free-text revocations."""
+"""Keyword classification: every keyword, any case, whitespace and punctuation, free text."""
 
 from __future__ import annotations
 
@@ -62,8 +62,18 @@ def test_clear_free_text_revocations_opt_out(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["thanks!", "what is this?", "ok", "hello", "", "   ", "yes please tell me more",
-     "don't stop sending, this is useful", "is my number in the leak?", "🙂"],
+    [
+        "thanks!",
+        "what is this?",
+        "ok",
+        "hello",
+        "",
+        "   ",
+        "yes please tell me more",
+        "don't stop sending, this is useful",
+        "is my number in the leak?",
+        "🙂",
+    ],
 )
 def test_other_text_is_no_keyword(text: str) -> None:
     assert classify(text) is Intent.NONE

@@ -90,14 +90,16 @@ def test_pseudonym_rotation_keeps_old_breaches_matching(tmp_path: Path, home: Pa
     by_number = {v: k for k, v in _ids(settings).items()}
 
     with session(settings) as conn:
-        keys = conn.execute(
-            "SELECT DISTINCT pseudonym_key_id FROM subscribers"
-        ).fetchall()
+        keys = conn.execute("SELECT DISTINCT pseudonym_key_id FROM subscribers").fetchall()
         assert keys == [("p2",)]
         expected = sorted(
-            [(by_number[GB_MOBILE], "new"), (by_number[GB_MOBILE], "old"),
-             (by_number[GB_MOBILE_2], "new"), (by_number[GB_MOBILE_2], "old"),
-             (by_number[US_MOBILE], "new")]
+            [
+                (by_number[GB_MOBILE], "new"),
+                (by_number[GB_MOBILE], "old"),
+                (by_number[GB_MOBILE_2], "new"),
+                (by_number[GB_MOBILE_2], "old"),
+                (by_number[US_MOBILE], "new"),
+            ]
         )
         assert conn.execute(JOIN).fetchall() == expected
     # The matcher finds the same pairs.
@@ -108,31 +110,36 @@ def test_pseudonym_rotation_keeps_old_breaches_matching(tmp_path: Path, home: Pa
     # A second rotation keeps both breach keys, adds the new one.
     assert run("keys", "rotate", "--pseudonym")[0] == 0
     with session(settings) as conn:
-        per_key = dict(conn.execute(
-            "SELECT key_id, count(*) FROM subscriber_pseudonyms GROUP BY 1").fetchall())
+        per_key = dict(
+            conn.execute("SELECT key_id, count(*) FROM subscriber_pseudonyms GROUP BY 1").fetchall()
+        )
         assert per_key == {"p1": 3, "p2": 3, "p3": 3}
         assert conn.execute(JOIN).fetchall() == expected
         # A key no breach uses any more is pruned.
         conn.execute("DELETE FROM breach_pseudonyms WHERE breach_id = 'old'")
         conn.execute("DELETE FROM breaches WHERE id = 'old'")
         pseudonyms.sync(conn, Keyring.load(settings.keyring_path))
-        per_key = dict(conn.execute(
-            "SELECT key_id, count(*) FROM subscriber_pseudonyms GROUP BY 1").fetchall())
+        per_key = dict(
+            conn.execute("SELECT key_id, count(*) FROM subscriber_pseudonyms GROUP BY 1").fetchall()
+        )
         assert per_key == {"p2": 3, "p3": 3}
 
-    hits = privacy.scan([home], [GB_MOBILE, GB_MOBILE_2, US_MOBILE, DE_MOBILE],
-                        texts=run.outputs)
+    hits = privacy.scan([home], [GB_MOBILE, GB_MOBILE_2, US_MOBILE, DE_MOBILE], texts=run.outputs)
     assert hits == []
 
 
-def test_sync_adds_pseudonyms_for_a_breach_under_an_older_key(tmp_path: Path, home: Path, run) -> None:  # type: ignore[no-untyped-def]
+def test_sync_adds_pseudonyms_for_a_breach_under_an_older_key(
+    tmp_path: Path, home: Path, run
+) -> None:  # type: ignore[no-untyped-def]
     settings = Settings(home=home)
     assert run("keys", "rotate", "--pseudonym")[0] == 0  # p2 active before anyone subscribes
     _import(run, tmp_path, GB_MOBILE)
     ring = Keyring.load(settings.keyring_path)
     p1 = ring.pseudonymizer("p1")
     with session(settings) as conn:
-        conn.execute("INSERT INTO breaches (id, title, format, key_id, k) VALUES ('b', 'b', 'csv', 'p1', 1)")
+        conn.execute(
+            "INSERT INTO breaches (id, title, format, key_id, k) VALUES ('b', 'b', 'csv', 'p1', 1)"
+        )
         conn.execute("INSERT INTO breach_pseudonyms VALUES ('b', ?, 1)", [p1.pseudonym(GB_MOBILE)])
         assert conn.execute(JOIN).fetchall() == []
         assert pseudonyms.sync(conn, ring) == 1
@@ -153,13 +160,18 @@ def test_seal_rotation_reseals_everyone(tmp_path: Path, home: Path, run) -> None
     assert rotation.apply(settings, Keyring.load(settings.keyring_path), "seal") == 0
     code, out = run("subscribers", "list", "--json")
     assert sorted(s["masked"] for s in json.loads(out)["subscribers"]) == [
-        "+1 20** ***123", "+44 74** ***456"]
+        "+1 20** ***123",
+        "+44 74** ***456",
+    ]
     assert privacy.scan([home], [GB_MOBILE, US_MOBILE], texts=run.outputs) == []
 
 
 def test_rotation_with_nothing_to_migrate(home: Path, run) -> None:  # type: ignore[no-untyped-def]
     code, out = run("keys", "rotate", "--pseudonym", "--json")
     assert code == 0 and json.loads(out)["subscribers_migrated"] == 0
-    assert rotation.apply(Settings(home=home), Keyring.load(Settings(home=home).keyring_path), "code") == 0
+    assert (
+        rotation.apply(Settings(home=home), Keyring.load(Settings(home=home).keyring_path), "code")
+        == 0
+    )
     with duckdb.connect(str(home / "breach-notify.duckdb"), read_only=True) as c:
         assert c.execute("SELECT count(*) FROM subscriber_pseudonyms").fetchone() == (0,)

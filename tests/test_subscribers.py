@@ -17,8 +17,16 @@ from breach_notify.notify.gateways.memory import MemoryGateway
 from breach_notify.numbers import parse_number
 from breach_notify.settings import Settings
 from breach_notify.store.db import connect, transaction
-from breach_notify.subscribers import codes, consent, erasure, events, housekeeping, optin, registry
-from breach_notify.subscribers import texts
+from breach_notify.subscribers import (
+    codes,
+    consent,
+    erasure,
+    events,
+    housekeeping,
+    optin,
+    registry,
+    texts,
+)
 from tests.test_subscribers_helpers import (
     GB_FIXED,
     GB_MOBILE,
@@ -67,7 +75,11 @@ def test_add_stores_pending_sealed_pseudonymised_and_texts_a_code(conn, keyring,
     assert texts.fits_one_segment(message.body)
     stored = conn.execute("SELECT code_hash FROM confirmation_codes").fetchall()
     assert len(stored) == 1 and code.encode() not in stored[0][0]
-    assert events.trail(conn, sid) == [("created", "cli"), ("code_issued", "cli"), ("code_sent", "cli")]
+    assert events.trail(conn, sid) == [
+        ("created", "cli"),
+        ("code_issued", "cli"),
+        ("code_sent", "cli"),
+    ]
 
 
 def test_fixed_line_is_refused_clearly(conn, keyring, settings, gw):
@@ -85,7 +97,10 @@ def test_fixed_line_or_mobile_is_accepted(conn, keyring, settings, gw):
 def test_confirm_with_code_activates(conn, keyring, settings, gw):
     _add(conn, keyring, settings, gw)
     code = last_code(gw)
-    assert optin.confirm(conn, keyring, parse_number(GB_MOBILE), code, now=T0 + timedelta(minutes=5)) == "active"
+    assert (
+        optin.confirm(conn, keyring, parse_number(GB_MOBILE), code, now=T0 + timedelta(minutes=5))
+        == "active"
+    )
     sid = _row(conn)[0]
     assert consent.is_active(conn, sid)
     row = conn.execute("SELECT confirmed_at, consent_source FROM subscribers").fetchone()
@@ -100,12 +115,16 @@ def test_code_expires_after_15_minutes(conn, keyring, settings, gw):
     _add(conn, keyring, settings, gw)
     code = last_code(gw)
     with pytest.raises(optin.BadCode):
-        optin.confirm(conn, keyring, parse_number(GB_MOBILE), code, now=T0 + timedelta(minutes=15, seconds=1))
+        optin.confirm(
+            conn, keyring, parse_number(GB_MOBILE), code, now=T0 + timedelta(minutes=15, seconds=1)
+        )
     assert _row(conn)[1] == "pending"
     # Still valid just before expiry (a fresh subscriber and code).
     _add(conn, keyring, settings, gw, GB_MOBILE_2)
     code2 = last_code(gw)
-    optin.confirm(conn, keyring, parse_number(GB_MOBILE_2), code2, now=T0 + timedelta(minutes=14, seconds=59))
+    optin.confirm(
+        conn, keyring, parse_number(GB_MOBILE_2), code2, now=T0 + timedelta(minutes=14, seconds=59)
+    )
 
 
 def test_five_attempts_then_the_code_is_dead(conn, keyring, settings, gw):
@@ -131,8 +150,14 @@ def test_four_wrong_attempts_then_right_still_works(conn, keyring, settings, gw)
 
 
 def test_rate_limits_one_per_minute_three_per_day(conn, keyring, settings, gw):
-    times = [T0, T0 + timedelta(seconds=30), T0 + timedelta(seconds=61),
-             T0 + timedelta(minutes=3), T0 + timedelta(hours=5), T0 + timedelta(hours=24, seconds=1)]
+    times = [
+        T0,
+        T0 + timedelta(seconds=30),
+        T0 + timedelta(seconds=61),
+        T0 + timedelta(minutes=3),
+        T0 + timedelta(hours=5),
+        T0 + timedelta(hours=24, seconds=1),
+    ]
     answers = [_add(conn, keyring, settings, gw, now=t).as_dict() for t in times]
     # 1st sent, 2nd within a minute refused, 3rd and 4th sent, 5th over the day's three,
     # 6th a day after the first.
@@ -150,7 +175,9 @@ def test_new_code_retires_the_previous_one(conn, keyring, settings, gw):
     second = last_code(gw)
     if first != second:
         with pytest.raises(optin.BadCode):
-            optin.confirm(conn, keyring, parse_number(GB_MOBILE), first, now=T0 + timedelta(minutes=3))
+            optin.confirm(
+                conn, keyring, parse_number(GB_MOBILE), first, now=T0 + timedelta(minutes=3)
+            )
     optin.confirm(conn, keyring, parse_number(GB_MOBILE), second, now=T0 + timedelta(minutes=3))
 
 
@@ -164,7 +191,9 @@ def test_readd_answers_identically_and_creates_no_duplicate(conn, keyring, setti
     assert conn.execute("SELECT count(*) FROM subscribers").fetchone() == (1,)
     assert _row(conn)[1] == "active"
     # Same national number in another notation: still one subscriber.
-    optin.add(conn, keyring, settings, gw, parse_number("07400 123456", "GB"), now=T0 + timedelta(hours=2))
+    optin.add(
+        conn, keyring, settings, gw, parse_number("07400 123456", "GB"), now=T0 + timedelta(hours=2)
+    )
     assert conn.execute("SELECT count(*) FROM subscribers").fetchone() == (1,)
 
 
@@ -173,7 +202,13 @@ def test_confirm_answers_identically_for_unknown_numbers(conn, keyring, settings
         optin.confirm(conn, keyring, parse_number(GB_MOBILE_2), "123456", now=T0)
     _add(conn, keyring, settings, gw)
     with pytest.raises(optin.BadCode) as known:
-        optin.confirm(conn, keyring, parse_number(GB_MOBILE), "000000" if last_code(gw) != "000000" else "111111", now=T0)
+        optin.confirm(
+            conn,
+            keyring,
+            parse_number(GB_MOBILE),
+            "000000" if last_code(gw) != "000000" else "111111",
+            now=T0,
+        )
     assert str(unknown.value) == str(known.value)
     assert "+44" not in str(known.value) and "7400" not in str(known.value)
 
@@ -208,7 +243,9 @@ def test_opted_out_readd_needs_a_new_confirmation(conn, keyring, settings, gw):
     assert not consent.is_active(conn, sid)
     _add(conn, keyring, settings, gw, now=T0 + timedelta(minutes=2))
     assert _row(conn)[1] == "opted_out"  # not messaged until confirmed again
-    optin.confirm(conn, keyring, parse_number(GB_MOBILE), last_code(gw), now=T0 + timedelta(minutes=3))
+    optin.confirm(
+        conn, keyring, parse_number(GB_MOBILE), last_code(gw), now=T0 + timedelta(minutes=3)
+    )
     assert consent.is_active(conn, sid)
 
 
@@ -236,23 +273,35 @@ def test_erasure_leaves_only_a_tombstone(conn, keyring, settings, gw):
     assert suppressed == 3
     row = conn.execute(
         "SELECT status, pseudonym, pseudonym_key_id, sealed, seal_key_id, consent_source"
-        " FROM subscribers WHERE id = ?", [sid]).fetchone()
+        " FROM subscribers WHERE id = ?",
+        [sid],
+    ).fetchone()
     assert row == ("erased", None, None, None, None, None)
     assert conn.execute("SELECT count(*) FROM subscriber_pseudonyms").fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM confirmation_codes").fetchone() == (0,)
     states = dict(conn.execute("SELECT id, state FROM notices").fetchall())
-    assert states == {"n0": "suppressed", "n1": "suppressed", "n2": "suppressed", "n3": "sent", "n4": "delivered"}
+    assert states == {
+        "n0": "suppressed",
+        "n1": "suppressed",
+        "n2": "suppressed",
+        "n3": "sent",
+        "n4": "delivered",
+    }
     assert events.trail(conn, sid)[-1] == ("erased", "cli")
     assert registry.find(conn, keyring, parse_number(GB_MOBILE)) is None
     # Adding again makes a new, unrelated subscriber.
     _add(conn, keyring, settings, gw, now=T0 + timedelta(days=2))
-    assert conn.execute("SELECT count(*) FROM subscribers WHERE status = 'pending'").fetchone() == (1,)
+    assert conn.execute("SELECT count(*) FROM subscribers WHERE status = 'pending'").fetchone() == (
+        1,
+    )
 
 
 def test_expire_pending_after_24_hours(conn, keyring, settings, gw):
     _add(conn, keyring, settings, gw, GB_MOBILE, now=T0)
     _add(conn, keyring, settings, gw, GB_MOBILE_2, now=T0 + timedelta(hours=2))
-    optin.confirm(conn, keyring, parse_number(GB_MOBILE_2), last_code(gw), now=T0 + timedelta(hours=2))
+    optin.confirm(
+        conn, keyring, parse_number(GB_MOBILE_2), last_code(gw), now=T0 + timedelta(hours=2)
+    )
     _add(conn, keyring, settings, gw, US_MOBILE, now=T0 + timedelta(hours=12))
     assert housekeeping.expire_pending(conn, T0 + timedelta(hours=23)) == 0
     assert housekeeping.expire_pending(conn, T0 + timedelta(hours=24, seconds=1)) == 1
@@ -268,8 +317,13 @@ def test_expire_pending_after_24_hours(conn, keyring, settings, gw):
 
 
 def test_consent_texts_are_one_gsm7_segment(settings):
-    for text in (texts.confirmation(settings, "123456"), texts.confirmed(settings),
-                 texts.resumed(settings), texts.help_text(settings), texts.not_confirmable(settings)):
+    for text in (
+        texts.confirmation(settings, "123456"),
+        texts.confirmed(settings),
+        texts.resumed(settings),
+        texts.help_text(settings),
+        texts.not_confirmable(settings),
+    ):
         assert texts.fits_one_segment(text), text
         assert text.isascii() and len(text) <= 160
     long_org = settings.model_copy(update={"org_name": "“Très” Privacy Watch International e.V."})
@@ -277,7 +331,7 @@ def test_consent_texts_are_one_gsm7_segment(settings):
 
 
 def test_codes_are_keyed_hashes_bound_to_the_subscriber(conn, keyring):
-    assert codes.LENGTH == 6 and codes.MAX_ATTEMPTS == 5 and codes.TTL == timedelta(minutes=15)
+    assert codes.LENGTH == 6 and codes.MAX_ATTEMPTS == 5 and timedelta(minutes=15) == codes.TTL
     k1, h1 = codes._hash(keyring, "sub_a", "123456")
     _, h2 = codes._hash(keyring, "sub_b", "123456")
     assert h1 != h2 and len(h1) == 32 and k1 == "c1"

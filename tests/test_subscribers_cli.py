@@ -92,7 +92,9 @@ def test_refusals_name_the_problem(home: Path, cli: Cli) -> None:
 def test_webhooks_refuses_without_token_or_url(home: Path, cli: Cli) -> None:
     assert cli("keys", "init").code == 0
     env = {k: v for k, v in os.environ.items() if k != "TWILIO_AUTH_TOKEN"}
-    r = cli("webhooks", "--public-url", "https://x.example.org", env={**env, "TWILIO_AUTH_TOKEN": ""})
+    r = cli(
+        "webhooks", "--public-url", "https://x.example.org", env={**env, "TWILIO_AUTH_TOKEN": ""}
+    )
     assert r.code == 2 and "TWILIO_AUTH_TOKEN" in r.stderr
     r = cli("webhooks", env={"TWILIO_AUTH_TOKEN": "t"})
     assert r.code == 2 and "--public-url" in r.stderr
@@ -108,10 +110,22 @@ def test_webhooks_command_serves_signed_requests(home: Path, cli: Cli) -> None:
     assert cli("subscribers", "add", GB_MOBILE, "--gateway", "dryrun://").code == 0
     port, token, public = free_port(), "tok-" + "9" * 28, "https://hooks.example.org"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "breach_notify", "--home", str(home), "webhooks",
-         "--port", str(port), "--public-url", public],
+        [
+            sys.executable,
+            "-m",
+            "breach_notify",
+            "--home",
+            str(home),
+            "webhooks",
+            "--port",
+            str(port),
+            "--public-url",
+            public,
+        ],
         env={**os.environ, "TWILIO_AUTH_TOKEN": token},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         base = f"http://127.0.0.1:{port}"

@@ -31,8 +31,13 @@ def last_code(gateway: MemoryGateway) -> str:
 
 def snapshot(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[object, ...]]]:
     """Everything the consent side can change, for 'nothing changed' assertions."""
-    tables = ["subscribers", "subscriber_events", "confirmation_codes", "notices",
-              "subscriber_pseudonyms"]
+    tables = [
+        "subscribers",
+        "subscriber_events",
+        "confirmation_codes",
+        "notices",
+        "subscriber_pseudonyms",
+    ]
     return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
 
 

@@ -26,13 +26,13 @@ NUMBERS = [GB_MOBILE, GB_MOBILE_2, GB_MOBILE_3, US_MOBILE, DE_MOBILE, GB_FIXED]
 CSV = (
     "name,phone,language\n"
     "a,+447400123456,en\n"
-    "b,07400 123457,fr\n"          # national form, needs --default-region GB
-    "c,+44 7400 123456,en\n"       # duplicate of the first
+    "b,07400 123457,fr\n"  # national form, needs --default-region GB
+    "c,+44 7400 123456,en\n"  # duplicate of the first
     "d,+12015550123,\n"
     "e,not a number,en\n"
-    "f,+442079460000,en\n"         # fixed line: not SMS-capable
+    "f,+442079460000,en\n"  # fixed line: not SMS-capable
     "g,+49 151 23456789,xx-invalid-language-tag\n"
-    ",,\n"                         # blank row: skipped
+    ",,\n"  # blank row: skipped
 )
 
 
@@ -64,8 +64,17 @@ def test_import_confirmed(tmp_path: Path, home: Path, run) -> None:  # type: ign
     f = tmp_path / "list.csv"
     f.write_text(CSV)
     sent_before = len(SHARED.outbox)
-    code, out, _ = run("subscribers", "import", str(f), "--default-region", "GB",
-                       "--consent-source", "paper forms 2024, box 3", "--confirmed", "--json")
+    code, out, _ = run(
+        "subscribers",
+        "import",
+        str(f),
+        "--default-region",
+        "GB",
+        "--consent-source",
+        "paper forms 2024, box 3",
+        "--confirmed",
+        "--json",
+    )
     assert code == 0
     import json
 
@@ -75,18 +84,30 @@ def test_import_confirmed(tmp_path: Path, home: Path, run) -> None:  # type: ign
     assert got["invalid_by_reason"] == {"not_a_number": 1, "not_sms_capable": 1}
     assert len(SHARED.outbox) == sent_before  # no code sent for confirmed imports
     with _db(home) as c:
-        rows = c.execute("SELECT status, language, consent_source, confirmed_at IS NOT NULL"
-                         " FROM subscribers ORDER BY language").fetchall()
-        events = c.execute("SELECT event, source, count(*) FROM subscriber_events GROUP BY ALL"
-                           " ORDER BY 1").fetchall()
+        rows = c.execute(
+            "SELECT status, language, consent_source, confirmed_at IS NOT NULL"
+            " FROM subscribers ORDER BY language"
+        ).fetchall()
+        events = c.execute(
+            "SELECT event, source, count(*) FROM subscriber_events GROUP BY ALL ORDER BY 1"
+        ).fetchall()
     # The bad language tag falls back to the default; consent evidence recorded on every row.
     assert rows == [("active", "en", "paper forms 2024, box 3", True)] * 3 + [
         ("active", "fr", "paper forms 2024, box 3", True)
     ]
     assert events == [("confirmed", "import", 4), ("imported", "import", 4)]
     # Importing the same file again changes nothing.
-    code, out, _ = run("subscribers", "import", str(f), "--default-region", "GB",
-                       "--consent-source", "paper forms 2024", "--confirmed", "--json")
+    code, out, _ = run(
+        "subscribers",
+        "import",
+        str(f),
+        "--default-region",
+        "GB",
+        "--consent-source",
+        "paper forms 2024",
+        "--confirmed",
+        "--json",
+    )
     assert json.loads(out)["imported"] == 0 and json.loads(out)["duplicate"] == 5
     _scan(home, run)
 
@@ -97,8 +118,16 @@ def test_import_unconfirmed_sends_codes_and_keeps_pending(tmp_path: Path, home: 
     f = tmp_path / "list.csv"
     f.write_text("phone\n+447400123456\n+12015550123\n")
     before = len(SHARED.outbox)
-    code, out, _ = run("subscribers", "import", str(f), "--consent-source", "web form",
-                       "--gateway", "memory://", "--json")
+    code, out, _ = run(
+        "subscribers",
+        "import",
+        str(f),
+        "--consent-source",
+        "web form",
+        "--gateway",
+        "memory://",
+        "--json",
+    )
     assert code == 0, out
     got = json.loads(out)
     assert (got["imported"], got["status"], got["codes_sent"]) == (2, "pending", 2)
@@ -113,8 +142,9 @@ def test_import_unconfirmed_sends_codes_and_keeps_pending(tmp_path: Path, home: 
     the_code = re.search(r"\d{6}", body).group(0)  # type: ignore[union-attr]
     assert run("subscribers", "confirm", GB_MOBILE, the_code, "--json")[0] == 0
     # --confirmed import of a pending number activates it with the evidence.
-    code, out, _ = run("subscribers", "import", str(f), "--consent-source", "signed form",
-                       "--confirmed", "--json")
+    code, out, _ = run(
+        "subscribers", "import", str(f), "--consent-source", "signed form", "--confirmed", "--json"
+    )
     assert json.loads(out)["imported"] == 1 and json.loads(out)["duplicate"] == 1
     with _db(home) as c:
         assert c.execute("SELECT DISTINCT status FROM subscribers").fetchall() == [("active",)]
@@ -134,9 +164,10 @@ def test_import_never_reactivates_an_opt_out(tmp_path: Path, home: Path, run) ->
     with session(Settings(home=home)) as c:
         sid = c.execute("SELECT id FROM subscribers").fetchone()[0]  # type: ignore[index]
         consent.opt_out(c, sid, "sms")
-    code, out, _ = run("subscribers", "import", str(f), "--consent-source", "x", "--confirmed",
-                       "--json")
-    assert json.loads(out)["duplicate"] == 1
+    code, out, _ = run(
+        "subscribers", "import", str(f), "--consent-source", "x", "--confirmed", "--json"
+    )
+    assert code == 0 and json.loads(out)["duplicate"] == 1
     with _db(home) as c:
         assert c.execute("SELECT status FROM subscribers").fetchall() == [("opted_out",)]
 
@@ -152,7 +183,11 @@ def test_import_never_reactivates_an_opt_out(tmp_path: Path, home: Path, run) ->
     ],
 )
 def test_bad_file_is_refused_and_nothing_changes(
-    tmp_path: Path, home: Path, run, content: bytes | None, problem: str  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    home: Path,
+    run,
+    content: bytes | None,
+    problem: str,  # type: ignore[no-untyped-def]
 ) -> None:
     import json
 
@@ -164,8 +199,9 @@ def test_bad_file_is_refused_and_nothing_changes(
     f = tmp_path / "bad.csv"
     if content is not None:
         f.write_bytes(content)
-    code, out, err = run("subscribers", "import", str(f), "--consent-source", "x", "--confirmed",
-                         "--json")
+    code, out, err = run(
+        "subscribers", "import", str(f), "--consent-source", "x", "--confirmed", "--json"
+    )
     assert code == 2
     assert problem in json.loads(out)["error"] and problem in err
     with _db(home) as c:

@@ -74,8 +74,16 @@ class Hooks:
         return r
 
     def sms(self, sender: str, body: str) -> httpx.Response:
-        return self.post("/twilio/inbound", {"From": sender, "To": "+15005550006", "Body": body,
-                                             "MessageSid": "SM" + "0" * 32, "AccountSid": "AC1"})
+        return self.post(
+            "/twilio/inbound",
+            {
+                "From": sender,
+                "To": "+15005550006",
+                "Body": body,
+                "MessageSid": "SM" + "0" * 32,
+                "AccountSid": "AC1",
+            },
+        )
 
     def status(self, sid: str, status: str, error: str = "") -> httpx.Response:
         params = {"MessageSid": sid, "MessageStatus": status, "AccountSid": "AC1"}
@@ -117,8 +125,15 @@ def hooks(home: Path, keyring: Keyring, caplog: pytest.LogCaptureFixture) -> Ite
 
 def _active(h: Hooks, number: str) -> str:
     with session(h.settings) as conn:
-        return registry.create(conn, h.ring, parse_number(number), status="active",
-                               language="en", now=datetime.now(UTC), consent_source="test")
+        return registry.create(
+            conn,
+            h.ring,
+            parse_number(number),
+            status="active",
+            language="en",
+            now=datetime.now(UTC),
+            consent_source="test",
+        )
 
 
 def _pending(h: Hooks, number: str) -> None:
@@ -126,8 +141,19 @@ def _pending(h: Hooks, number: str) -> None:
         optin.add(conn, h.ring, h.settings, MemoryGateway(), parse_number(number))
 
 
-STOP_WORDS = ["STOP", "stopall", " Unsubscribe ", "cancel!", "End.", "QUIT", "revoke", "OptOut",
-              "opt-out", "please stop texting me", "Unsubscribe me"]
+STOP_WORDS = [
+    "STOP",
+    "stopall",
+    " Unsubscribe ",
+    "cancel!",
+    "End.",
+    "QUIT",
+    "revoke",
+    "OptOut",
+    "opt-out",
+    "please stop texting me",
+    "Unsubscribe me",
+]
 
 
 def test_stop_family_then_start(hooks: Hooks) -> None:
@@ -208,7 +234,9 @@ def test_forged_and_missing_signatures_are_403_and_change_nothing(hooks: Hooks) 
         assert hooks.post(path, params, signed_params=other).status_code == 403
     assert hooks.snapshot() == before
     # The right signature works, with or without the default port in the URL.
-    r = hooks.post("/twilio/inbound", stop, signed_url="https://hooks.example.org:443/bn/twilio/inbound")
+    r = hooks.post(
+        "/twilio/inbound", stop, signed_url="https://hooks.example.org:443/bn/twilio/inbound"
+    )
     assert r.status_code == 200 and hooks.state(GB_MOBILE) == "opted_out"
 
 
@@ -220,8 +248,12 @@ def test_status_callbacks_replayed_and_out_of_order(hooks: Hooks) -> None:
     # In order, then replayed, then a late 'sent': delivered stays delivered.
     assert hooks.status("SM0", "delivered").status_code == 204
     for late in ("delivered", "sent", "queued", "sending", "failed", "undelivered"):
-        assert hooks.status("SM0", late, "30003" if late in ("failed", "undelivered") else "")\
-            .status_code == 204
+        assert (
+            hooks.status(
+                "SM0", late, "30003" if late in ("failed", "undelivered") else ""
+            ).status_code
+            == 204
+        )
     # Out of order: delivered arrives before sent.
     hooks.status("SM1", "delivered")
     hooks.status("SM1", "sent")
@@ -275,9 +307,11 @@ def test_oversized_bodies_are_refused(hooks: Hooks) -> None:
         for i in range(0, len(data), 512):
             yield data[i : i + 512]
 
-    r = httpx.post(hooks.base + "/twilio/inbound", content=chunks(),
-                   headers={"X-Twilio-Signature": sig,
-                            "Content-Type": "application/x-www-form-urlencoded"})
+    r = httpx.post(
+        hooks.base + "/twilio/inbound",
+        content=chunks(),
+        headers={"X-Twilio-Signature": sig, "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 413
     assert hooks.snapshot() == before
     assert hooks.state(GB_MOBILE) == "active"
@@ -290,20 +324,28 @@ def test_store_is_not_held_between_requests(hooks: Hooks) -> None:
     _active(hooks, GB_MOBILE)
     assert hooks.sms(GB_MOBILE, "HELP").status_code == 200
     # Another process can take the write lock while the server idles.
-    probe = ("import duckdb,sys; c = duckdb.connect(sys.argv[1]);"
-             " c.execute('CREATE TABLE IF NOT EXISTS probe (x INT)'); c.close()")
-    subprocess.run([sys.executable, "-c", probe, str(hooks.settings.db_path)], check=True,
-                   timeout=60)
+    probe = (
+        "import duckdb,sys; c = duckdb.connect(sys.argv[1]);"
+        " c.execute('CREATE TABLE IF NOT EXISTS probe (x INT)'); c.close()"
+    )
+    subprocess.run(
+        [sys.executable, "-c", probe, str(hooks.settings.db_path)], check=True, timeout=60
+    )
 
 
 @pytest.mark.slow
 def test_waits_for_a_store_held_by_another_process(hooks: Hooks) -> None:
     _active(hooks, GB_MOBILE)
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb,sys,time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-         " time.sleep(2); c.close()", str(hooks.settings.db_path)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import duckdb,sys,time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+            " time.sleep(2); c.close()",
+            str(hooks.settings.db_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
