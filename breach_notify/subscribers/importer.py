@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from breach_notify import redact
 from breach_notify.crypto import Keyring
@@ -143,28 +144,35 @@ def import_file(
 
     to_send: list[optin.Pending] = []
     with transaction(conn):
-        for number, language in numbers:
-            sub = registry.find(conn, ring, number)
+        existing = registry.find_many(conn, ring, [n for n, _ in numbers])
+        fresh = [(n, lang) for n, lang in numbers if n.value not in existing]
+        ids = registry.create_many(
+            conn, ring, fresh, status=report.status, now=now, consent_source=evidence
+        )
+        trail = [[sid, "imported"] for sid in ids]
+        if confirmed:
+            trail += [[sid, "confirmed"] for sid in ids]
+        else:
+            for sid, (number, _) in zip(ids, fresh, strict=True):
+                code = codes.issue(conn, ring, sid, now)
+                if code is not None:
+                    trail.append([sid, "code_issued"])
+                    to_send.append(optin.Pending(sid, number, code))
+        if trail:
+            new_events = pa.table(  # noqa: F841 - read by name in the SQL below
+                {"sid": [t[0] for t in trail], "event": [t[1] for t in trail]}
+            )
+            conn.execute(
+                "INSERT INTO subscriber_events (subscriber_id, event, source, occurred_at)"
+                " SELECT sid, event, ?, ? FROM new_events",
+                [SOURCE, now],
+            )
+        report.imported += len(ids)
+        for number, _ in numbers:
+            sub = existing.get(number.value)
             if sub is None:
-                sid = registry.create(
-                    conn,
-                    ring,
-                    number,
-                    status=report.status,
-                    language=language,
-                    now=now,
-                    consent_source=evidence,
-                )
-                events.record(conn, sid, "imported", SOURCE, now)
-                if confirmed:
-                    events.record(conn, sid, "confirmed", SOURCE, now)
-                else:
-                    code = codes.issue(conn, ring, sid, now)
-                    if code is not None:
-                        events.record(conn, sid, "code_issued", SOURCE, now)
-                        to_send.append(optin.Pending(sid, number, code))
-                report.imported += 1
-            elif confirmed and sub.status == "pending":
+                continue
+            if confirmed and sub.status == "pending":
                 consent.activate(conn, sub.id, SOURCE, now, consent_source=evidence)
                 report.imported += 1
             else:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import duckdb
 import phonenumbers
+import pyarrow as pa
 
 from breach_notify.crypto import Keyring, Sealed
 from breach_notify.errors import BadInput
@@ -75,6 +76,87 @@ def find(conn: duckdb.DuckDBPyConnection, ring: Keyring, number: E164) -> Subscr
         if row is not None:
             return Subscriber(str(row[0]), str(row[1]), str(row[2]), bool(row[3]))
     return None
+
+
+def find_many(
+    conn: duckdb.DuckDBPyConnection, ring: Keyring, numbers: list[E164]
+) -> dict[str, Subscriber]:
+    """``find`` for many numbers at once: E.164 text → subscriber, for those that exist."""
+    known = set(ring.key_ids["pseudonym"])
+    rows = conn.execute(
+        "SELECT pseudonym_key_id, pseudonym, id, status, language, confirmed_at IS NOT NULL"
+        " FROM subscribers WHERE pseudonym IS NOT NULL AND status <> 'erased'"
+    ).fetchall()
+    index: dict[str, dict[bytes, Subscriber]] = {}
+    for kid, pseudonym, sid, status, language, confirmed in rows:
+        if kid in known:
+            index.setdefault(str(kid), {})[bytes(pseudonym)] = Subscriber(
+                str(sid), str(status), str(language), bool(confirmed)
+            )
+    found: dict[str, Subscriber] = {}
+    for kid, by_pseudonym in index.items():
+        p = ring.pseudonymizer(kid)
+        for number in numbers:
+            sub = by_pseudonym.get(p.pseudonym(number.value))
+            if sub is not None:
+                found[number.value] = sub
+    return found
+
+
+def create_many(
+    conn: duckdb.DuckDBPyConnection,
+    ring: Keyring,
+    items: list[tuple[E164, str]],
+    *,
+    status: str,
+    now: datetime,
+    consent_source: str | None = None,
+) -> list[str]:
+    """``create`` for many ``(number, language)`` pairs in a few set-based inserts; the new ids."""
+    if not items:
+        return []
+    sealer, p = ring.sealer(), ring.pseudonymizer()
+    needed = pseudonyms.needed_key_ids(conn, ring)
+    others = {kid: ring.pseudonymizer(kid) for kid in needed}
+    ids = [new_id() for _ in items]
+    subs: dict[str, list[object]] = {
+        k: [] for k in ("id", "pseudonym", "sealed", "seal_key_id", "language")
+    }
+    extra: dict[str, list[object]] = {"subscriber_id": [], "key_id": [], "pseudonym": []}
+    for sid, (number, language) in zip(ids, items, strict=True):
+        sealed = sealer.seal(number.value, row_id=sid)
+        for key, value in (
+            ("id", sid),
+            ("pseudonym", p.pseudonym(number.value)),
+            ("sealed", sealed.blob),
+            ("seal_key_id", sealed.key_id),
+            ("language", language),
+        ):
+            subs[key].append(value)
+        for kid, other in others.items():
+            extra["subscriber_id"].append(sid)
+            extra["key_id"].append(kid)
+            extra["pseudonym"].append(other.pseudonym(number.value))
+    new_subs = pa.table(subs)  # noqa: F841 - read by name in the SQL below
+    new_pseudonyms = pa.table(extra)  # noqa: F841
+    conn.execute(
+        "INSERT INTO subscribers (id, status, pseudonym, pseudonym_key_id, sealed, seal_key_id,"
+        " language, confirmed_at, consent_source, created_at, updated_at)"
+        " SELECT id, $status, pseudonym, $kid, sealed, seal_key_id, language, $confirmed_at,"
+        " $source, $now, $now FROM new_subs",
+        {
+            "status": status,
+            "kid": p.key_id,
+            "confirmed_at": now if status == "active" else None,
+            "source": consent_source,
+            "now": now,
+        },
+    )
+    conn.execute(
+        "INSERT INTO subscriber_pseudonyms (subscriber_id, key_id, pseudonym)"
+        " SELECT subscriber_id, key_id, pseudonym FROM new_pseudonyms"
+    )
+    return ids
 
 
 def get(conn: duckdb.DuckDBPyConnection, subscriber_id: str) -> Subscriber | None:
