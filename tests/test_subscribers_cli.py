@@ -70,6 +70,9 @@ def test_add_confirm_list_remove(home: Path, cli: Cli) -> None:
     # Removing an unknown number answers the same way and changes nothing.
     r2 = cli("subscribers", "remove", US_MOBILE, "--json")
     assert r2.code == 0 and r2.json["status"] == "erased"
+    tombs = cli("subscribers", "list", "--status", "erased", "--json").json["subscribers"]
+    assert [(t["masked"], t["status"]) for t in tombs] == [("***", "erased")]
+    assert cli("subscribers", "list", "--status", "gone", "--json").code == 2
     status = cli("status", "--json").json
     assert status["subscribers"] == {"erased": 1, "pending": 1}
     _scan(home, cli)

@@ -280,6 +280,10 @@ def test_status_callbacks_replayed_and_out_of_order(hooks: Hooks) -> None:
     hooks.status("SM2", "delivered")
     with session(hooks.settings) as conn:
         assert notice_state(conn, "n2")[0] == "delivered"
+        delivered = conn.execute(
+            "SELECT id FROM notices WHERE delivered_at IS NOT NULL ORDER BY id"
+        ).fetchall()
+        assert delivered == [("n0",), ("n1",), ("n2",)]
 
 
 def test_status_21610_opts_the_recipient_out(hooks: Hooks) -> None:

@@ -47,12 +47,14 @@ def record_delivery(
         "UPDATE notices SET state = ?,"
         " error_code = CASE WHEN ? IN ('undelivered', 'failed') THEN coalesce(?, error_code)"
         "  ELSE error_code END,"
-        " sent_at = coalesce(sent_at, ?), updated_at = ?"
+        " sent_at = coalesce(sent_at, ?), updated_at = ?,"
+        " delivered_at = CASE WHEN ? = 'delivered' THEN coalesce(delivered_at, ?)"
+        "  ELSE delivered_at END"
         " WHERE gateway_id = ? AND CASE state WHEN 'sending' THEN 0 WHEN 'in_doubt' THEN 0"
         "  WHEN 'sent' THEN 1 WHEN 'undelivered' THEN 2 WHEN 'failed' THEN 2"
         "  WHEN 'delivered' THEN 3 END < ?"
         " RETURNING id",
-        [target, target, code, when, when, gateway_id, rank],
+        [target, target, code, when, when, target, when, gateway_id, rank],
     ).fetchall()
     return bool(changed)
 

@@ -8,6 +8,7 @@ import duckdb
 import typer
 
 from breach_notify.crypto import Keyring
+from breach_notify.errors import BadInput
 from breach_notify.flows.cli.common import JsonOption, emit, keyring, settings
 from breach_notify.notify.gateway import Gateway, open_gateway
 from breach_notify.numbers import E164, mask, parse_number
@@ -145,15 +146,19 @@ def _erase(conn: duckdb.DuckDBPyConnection, ring: Keyring, e164: E164) -> None:
 @subscribers_app.command("list")
 def list_(
     ctx: typer.Context,
-    status: str = typer.Option(None, "--status", help="Only this status."),
+    status: str = typer.Option(
+        None, "--status", help="Only this status (erased tombstones only when asked for)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Subscribers with masked numbers only."""
+    if status is not None and status not in registry.STATUSES:
+        raise BadInput(f"--status must be one of {', '.join(registry.STATUSES)}")
     s, ring = settings(ctx), keyring(ctx)
     with session(s) as conn:
         rows = conn.execute(
             "SELECT id, status, language FROM subscribers"
-            " WHERE status <> 'erased' AND (? IS NULL OR status = ?) ORDER BY created_at, id",
+            " WHERE (? IS NULL AND status <> 'erased') OR status = ? ORDER BY created_at, id",
             [status, status],
         ).fetchall()
         listed = []
