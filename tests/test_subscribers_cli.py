@@ -88,6 +88,8 @@ def test_refusals_name_the_problem(home: Path, cli: Cli) -> None:
     assert r.code == 2 and "language" in r.json["error"]
     r = cli("subscribers", "add", GB_MOBILE, "--gateway", "carrier-pigeon://", "--json")
     assert r.code == 2 and "gateway" in r.json["error"]
+    r = cli("subscribers", "add", "07400 123456", "--region", "XX", "--json")
+    assert r.code == 2 and "unknown region" in r.json["error"]
     assert cli("status", "--json").json["subscribers"] == {}
     _scan(home, cli)
 

@@ -117,6 +117,7 @@ def import_file(
         raise BadInput("--consent-source must say where the consent comes from")
     if not confirmed and gateway is None:
         raise BadInput("importing without --confirmed sends codes; give --gateway")
+    region = registry.check_region(default_region)
     rows = read(path)
     now = now or events.utcnow()
     report = ImportReport(status="active" if confirmed else "pending")
@@ -124,7 +125,7 @@ def import_file(
     seen: set[str] = set()
     for row in rows:
         try:
-            number = parse_number(row.phone, default_region)
+            number = parse_number(row.phone, region)
         except InvalidNumber as exc:
             report.invalid_by_reason[exc.reason] += 1
             continue

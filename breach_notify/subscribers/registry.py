@@ -45,6 +45,16 @@ def require_sms_capable(number: E164) -> None:
     raise BadInput("that kind of number cannot receive SMS here; give a mobile number")
 
 
+def check_region(region: str | None) -> str | None:
+    """An upper-case region code that ``phonenumbers`` knows (``GB``), or None."""
+    if region is None:
+        return None
+    code = region.strip().upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise BadInput(f"unknown region {region!r}; give a two-letter code such as GB or DE")
+    return code
+
+
 def check_language(language: str) -> str:
     """A lower-case language tag such as ``en`` or ``pt-br``."""
     tag = language.strip().lower().replace("_", "-")

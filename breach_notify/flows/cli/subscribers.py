@@ -41,7 +41,7 @@ def add(
 ) -> None:
     """Add a pending subscriber and text a 6-digit confirmation code."""
     s, ring = settings(ctx), keyring(ctx)
-    e164 = parse_number(number, region)
+    e164 = parse_number(number, registry.check_region(region))
     registry.require_sms_capable(e164)
     gw = _gateway(s, gateway)
     try:
@@ -68,7 +68,7 @@ def confirm(
 ) -> None:
     """Confirm a subscription with the code it was sent (double opt-in)."""
     s, ring = settings(ctx), keyring(ctx)
-    e164 = parse_number(number, region)
+    e164 = parse_number(number, registry.check_region(region))
     with session(s) as conn:
         status = optin.confirm(conn, ring, e164, code)
     emit(as_json, {"subscriber": str(e164), "status": status}, f"{e164}: confirmed, {status}")
@@ -92,6 +92,7 @@ def import_(
 ) -> None:
     """Import an existing opted-in list; invalid and duplicate rows are counted, not fatal."""
     s, ring = settings(ctx), keyring(ctx)
+    registry.check_region(default_region)
     importer.read(file)  # refuse a bad file before opening anything
     gw = None if confirmed else _gateway(s, gateway)
     try:
@@ -126,7 +127,7 @@ def remove(
 ) -> None:
     """Erase a subscriber: number and pseudonym deleted, unsent notices cancelled."""
     s, ring = settings(ctx), keyring(ctx)
-    e164 = parse_number(number, region)
+    e164 = parse_number(number, registry.check_region(region))
     with session(s) as conn:
         _erase(conn, ring, e164)
     emit(
