@@ -423,6 +423,10 @@ class _Run:
             if pause > 0 or time.monotonic() - started > HOLD_SECONDS:
                 unsent.extend(x for x in chunk[k:] if x.id in claimed)
                 break
+            if it.subscriber_id in self.opted_out:  # the carrier said so earlier in this chunk
+                queue.popleft()
+                opted.append((it, None))
+                continue
             if it.failures == 0:
                 self.handed += 1
             t0 = time.monotonic()
@@ -431,6 +435,7 @@ class _Run:
             except RecipientOptedOut as exc:
                 queue.popleft()
                 opted.append((it, exc.code))
+                self.opted_out.add(it.subscriber_id)
             except PermanentError as exc:
                 queue.popleft()
                 failed.append((it, exc.code))
@@ -516,7 +521,8 @@ class _Run:
                         {"ids": [i.id for i in items]},
                     )
             for it, code in opted:
-                self._opt_out(conn, it.subscriber_id, code)
+                if code is not None:
+                    self._opt_out(conn, it.subscriber_id, code)
         self.report.sent += len(sent)
         self.report.segments += sum(r.segments for _, r in sent)
         self.report.failed += len(failed)

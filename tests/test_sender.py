@@ -1,0 +1,395 @@
+"""The sender: exact recipients, errors, opt-outs, quiet hours, pacing, crash safety."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fake_twilio import FakeTwilio, Fault, env
+from privacy import scan
+from test_sender_support import add_breach, add_subscriber, numbers, set_status, states
+
+from breach_notify.crypto import Keyring
+from breach_notify.notify.errors import AccountError
+from breach_notify.notify.gateway import Gateway, Message, SendResult, SentRecord, open_gateway
+from breach_notify.notify.gateways.memory import MemoryGateway
+from breach_notify.notify.match import match
+from breach_notify.notify.sender import send
+from breach_notify.notify.throttle import Backoff, TokenBucket
+from breach_notify.numbers import E164
+from breach_notify.settings import Settings
+from breach_notify.store import db
+
+FAST = Backoff(attempts=4, base=0.01, cap=0.05)
+NOON_PARIS = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)  # 12:00 in Paris (CEST)
+NIGHT_PARIS = datetime(2026, 6, 1, 21, 30, tzinfo=UTC)  # 23:30 in Paris
+
+
+@dataclass
+class World:
+    settings: Settings
+    keyring: Keyring = field(repr=False)
+    numbers: list[str] = field(repr=False)
+    subs: dict[str, str] = field(repr=False)  # number → subscriber id
+    expected: set[str] = field(repr=False)  # numbers that should get a notice
+
+    def notice_order(self) -> list[str]:
+        """Subscriber ids in the order the sender works the outbox."""
+        with db.session(self.settings) as conn:
+            rows = conn.execute(
+                "SELECT subscriber_id FROM notices ORDER BY created_at, id"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def states(self) -> dict[str, int]:
+        with db.session(self.settings) as conn:
+            return states(conn)
+
+
+def build(settings: Settings, keyring: Keyring, n: int = 30, seed: int = 11) -> World:
+    """n subscribers (a few not active), a breach holding most of them and strangers."""
+    nums = numbers(n + 20, seed=seed)
+    with db.session(settings) as conn:
+        subs = {x: add_subscriber(conn, keyring, x, language=random.Random(x).choice(["en", "fr"]))
+                for x in nums[:n]}
+        set_status(conn, subs[nums[0]], "opted_out")
+        set_status(conn, subs[nums[1]], "pending")
+        add_breach(conn, keyring, "fb", nums[: n - 3] + nums[n:], title="Facebook “2021”")
+        match(conn)
+    return World(settings, keyring, nums, subs, set(nums[2 : n - 3]))
+
+
+@pytest.fixture
+def world(settings: Settings, keyring: Keyring) -> World:
+    return build(settings, keyring)
+
+
+@pytest.fixture
+def memory() -> Iterator[MemoryGateway]:
+    gw = MemoryGateway()
+    yield gw
+    gw.clear()
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTwilio]:
+    for k, v in env().items():
+        monkeypatch.setenv(k, v)
+    with FakeTwilio() as server:
+        yield server
+
+
+def _run(w: World, gw: Gateway, **kw: Any) -> dict[str, Any]:
+    kw.setdefault("clock", lambda: NOON_PARIS)
+    kw.setdefault("backoff", FAST)
+    return send(w.settings, w.keyring, gw, **kw).as_dict()
+
+
+def _ledger_exactly_once(fake: FakeTwilio, expected: set[str]) -> None:
+    got = fake.recipients()
+    assert set(got) == expected
+    assert [n for n, c in got.items() if c != 1] == []
+
+
+# -- recipients -------------------------------------------------------------------------------
+
+
+def test_exact_recipients_memory(world: World, memory: MemoryGateway) -> None:
+    report = _run(world, memory)
+    assert report["sent"] == len(world.expected) and report["failed"] == 0
+    sent_to = Counter(m.to.value for m, _, _ in memory.outbox)
+    assert set(sent_to) == world.expected and max(sent_to.values()) == 1
+    assert world.states() == {"sent": len(world.expected)}
+    assert all("Facebook '2021'" in m.body for m, _, _ in memory.outbox)
+    assert _run(world, memory)["sent"] == 0  # nothing left
+
+
+def test_exact_recipients_twilio(world: World, fake: FakeTwilio) -> None:
+    gw = open_gateway(fake.gateway_url(), world.settings)
+    report = _run(world, gw)
+    assert report["sent"] == len(world.expected)
+    _ledger_exactly_once(fake, world.expected)
+    with db.session(world.settings) as conn:
+        ids = {r[0] for r in conn.execute("SELECT gateway_id FROM notices").fetchall()}
+    assert ids == {m["sid"] for m in fake.ledger}
+    assert scan([world.settings.home], world.numbers) == []
+
+
+def test_max_messages(world: World, memory: MemoryGateway) -> None:
+    assert _run(world, memory, max_messages=5)["sent"] == 5
+    assert _run(world, memory, max_messages=0)["sent"] == 0
+    assert _run(world, memory)["sent"] == len(world.expected) - 5
+    assert len({m.to.value for m, _, _ in memory.outbox}) == len(world.expected)
+
+
+def test_status_is_rechecked_at_send_time(world: World, memory: MemoryGateway) -> None:
+    stopped = sorted(world.expected)[:3]
+    with db.session(world.settings) as conn:
+        for n in stopped:
+            set_status(conn, world.subs[n], "opted_out")
+    report = _run(world, memory)
+    assert report["suppressed"] == 3 and report["sent"] == len(world.expected) - 3
+    assert not {m.to.value for m, _, _ in memory.outbox} & set(stopped)
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def test_429_storm(world: World, fake: FakeTwilio) -> None:
+    fake.script(*[Fault(code=20429)] * 3, Fault(code=20500), *[Fault(code=20429)] * 3,
+                Fault(code=20503), *[Fault(code=20429)] * 2)
+    gw = open_gateway(fake.gateway_url(), world.settings)
+    sleeps: list[float] = []
+    storm = Backoff(attempts=12, base=0.01, cap=1.0)
+    report = _run(world, gw, _sleep=sleeps.append, backoff=storm)
+    assert report["sent"] == len(world.expected) and report["failed"] == 0
+    assert report["retries"] == 10 and len(sleeps) == 10
+    assert sleeps[-1] > sleeps[0] * 50  # exponential: 0.01 * 2**9 with jitter
+    _ledger_exactly_once(fake, world.expected)
+
+
+def test_transient_errors_give_up_after_the_limit(world: World, fake: FakeTwilio) -> None:
+    fake.script(*[Fault(code=20503)] * FAST.attempts)
+    gw = open_gateway(fake.gateway_url(), world.settings)
+    sleeps: list[float] = []
+    report = _run(world, gw, _sleep=sleeps.append)
+    assert report["failed"] == 1 and report["sent"] == len(world.expected) - 1
+    assert len(sleeps) == FAST.attempts - 1
+    assert sleeps == sorted(sleeps)  # exponential (jitter keeps the order here)
+    with db.session(world.settings) as conn:
+        assert conn.execute(
+            "SELECT error_code, attempts FROM notices WHERE state = 'failed'"
+        ).fetchall() == [("20503", FAST.attempts)]
+
+
+def test_permanent_errors_and_21610(world: World, fake: FakeTwilio) -> None:
+    order = world.notice_order()
+    by_sid = {v: k for k, v in world.subs.items()}
+    bad, invalid, opted = by_sid[order[0]], by_sid[order[1]], by_sid[order[2]]
+    fake.fail_for.update({bad: 21614, invalid: 21211, opted: 21610})
+    # a second breach: the opted-out recipient's next notice must be suppressed, not sent
+    with db.session(world.settings) as conn:
+        add_breach(conn, world.keyring, "li", sorted(world.expected), title="LinkedIn")
+        match(conn)
+    gw = open_gateway(fake.gateway_url(), world.settings)
+    report = _run(world, gw)
+    n = len(world.expected)
+    assert report["failed"] == 4 and report["suppressed"] == 2
+    assert report["sent"] == 2 * n - 6
+    got = fake.recipients()
+    assert set(got) == world.expected - {bad, invalid, opted}
+    assert set(got.values()) == {2}
+    with db.session(world.settings) as conn:
+        assert conn.execute(
+            "SELECT status FROM subscribers WHERE id = ?", [world.subs[opted]]
+        ).fetchone() == ("opted_out",)
+        assert conn.execute(
+            "SELECT event, source FROM subscriber_events WHERE subscriber_id = ?",
+            [world.subs[opted]],
+        ).fetchall() == [("opted_out", "gateway:21610")]
+        codes = Counter(r[0] for r in conn.execute(
+            "SELECT error_code FROM notices WHERE state IN ('failed', 'suppressed')").fetchall())
+    assert codes == Counter({"21614": 2, "21211": 2, "21610": 1, None: 1})
+
+
+def test_account_errors_stop_the_run_and_keep_notices(
+    world: World, fake: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "revoked")
+    gw = open_gateway(fake.gateway_url(), world.settings)
+    with pytest.raises(AccountError):
+        _run(world, gw)
+    assert world.states() == {"pending": len(world.expected)}
+
+
+def test_stop_during_a_run(world: World, fake: FakeTwilio) -> None:
+    """A STOP recorded (by another writer) while the sender runs stops later messages."""
+    order = world.notice_order()
+    by_sid = {v: k for k, v in world.subs.items()}
+    late = order[-3:]
+
+    def stop_late(msg: dict[str, Any]) -> None:
+        if len(fake.ledger) == 2:
+            with db.session(world.settings) as conn:
+                for sid in late:
+                    set_status(conn, sid, "opted_out")
+
+    fake.on_create = stop_late
+    gw = open_gateway(fake.gateway_url(), world.settings)
+    report = _run(world, gw, rate=10.0)
+    assert report["suppressed"] == 3
+    _ledger_exactly_once(fake, world.expected - {by_sid[s] for s in late})
+
+
+# -- quiet hours and pacing -------------------------------------------------------------------
+
+
+def test_quiet_hours_defer(settings: Settings, keyring: Keyring, memory: MemoryGateway) -> None:
+    fr, gb = numbers(3, "FR", seed=2), numbers(3, "GB", seed=2)
+    with db.session(settings) as conn:
+        for x in fr + gb:
+            add_subscriber(conn, keyring, x)
+        add_breach(conn, keyring, "b", fr + gb)
+        match(conn)
+    w = World(settings, keyring, fr + gb, {}, set(fr + gb))
+    # 20:30 UTC = 22:30 Paris (quiet) but 21:30 London (quiet too with the default 09-20)
+    night = datetime(2026, 6, 1, 20, 30, tzinfo=UTC)
+    report = _run(w, memory, clock=lambda: night)
+    assert report["deferred"] == 6 and report["sent"] == 0
+    # 07:30 UTC = 09:30 Paris (open), 08:30 London (quiet)
+    report = _run(w, memory, clock=lambda: datetime(2026, 6, 1, 7, 30, tzinfo=UTC))
+    assert (report["sent"], report["deferred"]) == (3, 3)
+    assert {m.to.value for m, _, _ in memory.outbox} == set(fr)
+    assert _run(w, memory, clock=lambda: night, ignore_quiet_hours=True)["sent"] == 3
+    assert w.states() == {"sent": 6}
+
+
+def test_quiet_window_may_wrap_midnight(world: World, memory: MemoryGateway) -> None:
+    from datetime import time
+
+    world.settings.quiet_start, world.settings.quiet_end = time(22, 0), time(2, 0)
+    assert _run(world, memory, clock=lambda: NOON_PARIS)["sent"] == 0
+    assert _run(world, memory, clock=lambda: NIGHT_PARIS)["sent"] == len(world.expected)
+
+
+def test_token_bucket() -> None:
+    now = [0.0]
+    bucket = TokenBucket(2.0, clock=lambda: now[0])
+    assert bucket.try_take(1) and bucket.try_take(1) and not bucket.try_take(1)
+    assert bucket.wait_time(1) == pytest.approx(0.5)
+    now[0] = 0.5
+    assert bucket.try_take(1) and not bucket.try_take(1)
+    now[0] = 10.0
+    assert bucket.try_take(3)  # larger than the bucket: goes when full
+    assert bucket.wait_time(1) == pytest.approx(1.0)
+
+
+def test_rate_limit_paces_segments(world: World, memory: MemoryGateway) -> None:
+    import time as _time
+
+    started = _time.monotonic()
+    report = _run(world, memory, rate=40.0, max_messages=20)
+    took = _time.monotonic() - started
+    assert report["sent"] == 20 and report["segments"] == 20
+    assert took >= (20 - 40) / 40 + 0.0 and took >= 0  # burst of 40 allowed
+    report = _run(world, memory, rate=8.0, max_messages=5)
+    # bucket holds 8: five go at once; then the rest must wait 1/8 s each
+    slept: list[float] = []
+    _run(world, memory, rate=4.0, _sleep=lambda s: (slept.append(s), _time.sleep(s)))
+    assert sum(slept) >= (len(world.expected) - 25 - 4) / 4.0 * 0.9
+
+
+# -- crash safety -----------------------------------------------------------------------------
+
+
+class Crash(BaseException):
+    """Stands for kill -9: nothing after it runs."""
+
+
+class Crashing:
+    """Wraps a gateway; crashes before or after the n-th request reaches it."""
+
+    def __init__(self, inner: Gateway, n: int, after: bool, lookup: bool = True) -> None:
+        self.inner, self.n, self.after, self.can_lookup = inner, n, after, lookup
+        self.name = inner.name
+        self.calls = 0
+
+    def send(self, message: Message) -> SendResult:
+        self.calls += 1
+        if self.calls == self.n and not self.after:
+            raise Crash
+        result = self.inner.send(message)
+        if self.calls == self.n:
+            raise Crash
+        return result
+
+    def lookup(self, to: E164, since: datetime) -> list[SentRecord] | None:
+        return self.inner.lookup(to, since) if self.can_lookup else None
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-request", "after-request"])
+@pytest.mark.parametrize("n", [1, 7])
+def test_crash_then_restart_twilio(world: World, fake: FakeTwilio, n: int, after: bool) -> None:
+    gw = open_gateway(fake.gateway_url(), world.settings)
+    with pytest.raises(Crash):
+        _run(world, Crashing(gw, n, after))
+    assert world.states().get("sending", 0) >= 1
+    report = _run(world, open_gateway(fake.gateway_url(), world.settings))
+    assert report["reconciled"] >= 1 and report["in_doubt"] == 0
+    _ledger_exactly_once(fake, world.expected)
+    assert world.states() == {"sent": len(world.expected)}
+    assert fake.requests["list"] >= 1  # reconciled by looking the number up
+
+
+@pytest.mark.parametrize("after", [False, True])
+def test_crash_then_restart_dryrun(world: World, after: bool) -> None:
+    out = world.settings.home / "outbox" / "dryrun.jsonl"
+    with pytest.raises(Crash):
+        _run(world, Crashing(open_gateway("dryrun://", world.settings), 4, after))
+    report = _run(world, open_gateway("dryrun://", world.settings))
+    assert report["in_doubt"] == 0
+    lines = out.read_text().splitlines()
+    import json
+
+    notices = Counter(json.loads(x)["notice"] for x in lines)
+    assert len(notices) == len(world.expected) and set(notices.values()) == {1}
+    assert world.states() == {"sent": len(world.expected)}
+
+
+def test_in_doubt_is_not_resent_unless_asked(world: World, memory: MemoryGateway) -> None:
+    with pytest.raises(Crash):
+        _run(world, Crashing(memory, 3, after=True, lookup=False))
+    blind = Crashing(memory, 0, after=False, lookup=False)  # cannot look up, never crashes
+    report = _run(world, blind)
+    assert report["in_doubt"] >= 1
+    assert Counter(m.to.value for m, _, _ in memory.outbox).most_common(1)[0][1] == 1
+    doubt = world.states()["in_doubt"]
+    assert _run(world, blind)["sent"] == 0  # still in doubt: nothing resent
+    report = _run(world, blind, resend_in_doubt=True)
+    assert report["sent"] == doubt
+    assert world.states() == {"sent": len(world.expected)}
+
+
+def test_timeout_after_acceptance_is_reconciled_in_run(world: World, fake: FakeTwilio) -> None:
+    fake.script(Fault(delay=0.6, after_create=True), Fault(delay=0.6, after_create=True))
+    gw = open_gateway(fake.gateway_url(timeout="0.25"), world.settings)
+    report = _run(world, gw)
+    assert report["sent"] == len(world.expected) and report["in_doubt"] == 0
+    _ledger_exactly_once(fake, world.expected)
+
+
+def test_sender_never_moves_a_notice_backwards(world: World, memory: MemoryGateway) -> None:
+    def delivered_early(msg: Message) -> None:  # a callback racing the sender's record
+        with db.session(world.settings) as conn:
+            conn.execute("UPDATE notices SET state = 'delivered' WHERE id = ?", [msg.notice_id])
+
+    memory.before_send = delivered_early
+    _run(world, memory, max_messages=1)
+    assert world.states()["delivered"] == 1
+
+
+# -- the command, end to end ------------------------------------------------------------------
+
+
+def test_send_command_dryrun(world: World, cli) -> None:  # type: ignore[no-untyped-def]
+    res = cli("send", "--gateway", "dryrun://", "--ignore-quiet-hours", "--json")
+    assert res.code == 0, res.stderr
+    data = res.json
+    assert {k: data[k] for k in ("sent", "failed", "deferred", "suppressed", "in_doubt")} == {
+        "sent": len(world.expected), "failed": 0, "deferred": 0, "suppressed": 0, "in_doubt": 0}
+    out = world.settings.outbox_dir / "dryrun.jsonl"
+    assert len(out.read_text().splitlines()) == len(world.expected)
+    bad = cli("send", "--gateway", "nope://", "--json")
+    assert bad.code == 2 and "unknown gateway" in bad.stderr
+    bad = cli("send", "--gateway", "dryrun://", "--rate", "0", "--json")
+    assert bad.code == 2
+    texts = [r.stdout + r.stderr for r in cli.captured]
+    assert scan([world.settings.home], world.numbers, texts) == []
