@@ -46,7 +46,10 @@ class _TooLarge(Exception):
 
 
 def create_app(settings: Settings, *, public_url: str, auth_token: str) -> Starlette:
-    """The app. ``public_url`` is the base URL Twilio calls (scheme, host, any path prefix)."""
+    """The app. ``public_url`` is the base URL configured in Twilio (scheme, host, any path
+    prefix); the signed URL is that base + the request's path (+ query). Note: a reverse proxy
+    that serves the app under a prefix must strip it before forwarding.
+    """
     if not auth_token:
         raise ValueError("an auth token is required")
     base = public_url.rstrip("/")
