@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fake_twilio import FakeTwilio, Fault, env
 from privacy import scan
-from test_sender_support import add_breach, add_subscriber, numbers, set_status, states
+from test_sender_support import World, add_breach, add_subscriber, build, numbers, set_status
 
 from breach_notify.crypto import Keyring
 from breach_notify.notify.errors import AccountError
@@ -28,40 +26,6 @@ from breach_notify.store import db
 FAST = Backoff(attempts=4, base=0.01, cap=0.05)
 NOON_PARIS = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)  # 12:00 in Paris (CEST)
 NIGHT_PARIS = datetime(2026, 6, 1, 21, 30, tzinfo=UTC)  # 23:30 in Paris
-
-
-@dataclass
-class World:
-    settings: Settings
-    keyring: Keyring = field(repr=False)
-    numbers: list[str] = field(repr=False)
-    subs: dict[str, str] = field(repr=False)  # number → subscriber id
-    expected: set[str] = field(repr=False)  # numbers that should get a notice
-
-    def notice_order(self) -> list[str]:
-        """Subscriber ids in the order the sender works the outbox."""
-        with db.session(self.settings) as conn:
-            rows = conn.execute(
-                "SELECT subscriber_id FROM notices ORDER BY created_at, id"
-            ).fetchall()
-        return [r[0] for r in rows]
-
-    def states(self) -> dict[str, int]:
-        with db.session(self.settings) as conn:
-            return states(conn)
-
-
-def build(settings: Settings, keyring: Keyring, n: int = 30, seed: int = 11) -> World:
-    """n subscribers (a few not active), a breach holding most of them and strangers."""
-    nums = numbers(n + 20, seed=seed)
-    with db.session(settings) as conn:
-        subs = {x: add_subscriber(conn, keyring, x, language=random.Random(x).choice(["en", "fr"]))
-                for x in nums[:n]}
-        set_status(conn, subs[nums[0]], "opted_out")
-        set_status(conn, subs[nums[1]], "pending")
-        add_breach(conn, keyring, "fb", nums[: n - 3] + nums[n:], title="Facebook “2021”")
-        match(conn)
-    return World(settings, keyring, nums, subs, set(nums[2 : n - 3]))
 
 
 @pytest.fixture

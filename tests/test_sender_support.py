@@ -9,11 +9,15 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import duckdb
 import phonenumbers
 
 from breach_notify.crypto import Keyring
+from breach_notify.notify.match import match
+from breach_notify.settings import Settings
+from breach_notify.store import db
 
 # Mobile ranges that phonenumbers deems valid and places in one time zone.
 _PATTERNS = {
@@ -81,3 +85,37 @@ def set_status(conn: duckdb.DuckDBPyConnection, sid: str, status: str) -> None:
 
 def states(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return dict(conn.execute("SELECT state, count(*) FROM notices GROUP BY 1").fetchall())
+
+
+@dataclass
+class World:
+    settings: Settings
+    keyring: Keyring = field(repr=False)
+    numbers: list[str] = field(repr=False)
+    subs: dict[str, str] = field(repr=False)  # number → subscriber id
+    expected: set[str] = field(repr=False)  # numbers that should get a notice
+
+    def notice_order(self) -> list[str]:
+        """Subscriber ids in the order the sender works the outbox."""
+        with db.session(self.settings) as conn:
+            rows = conn.execute(
+                "SELECT subscriber_id FROM notices ORDER BY created_at, id"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def states(self) -> dict[str, int]:
+        with db.session(self.settings) as conn:
+            return states(conn)
+
+
+def build(settings: Settings, keyring: Keyring, n: int = 30, seed: int = 11) -> World:
+    """n subscribers (a few not active), a breach holding most of them and strangers."""
+    nums = numbers(n + 20, seed=seed)
+    with db.session(settings) as conn:
+        subs = {x: add_subscriber(conn, keyring, x, language=random.Random(x).choice(["en", "fr"]))
+                for x in nums[:n]}
+        set_status(conn, subs[nums[0]], "opted_out")
+        set_status(conn, subs[nums[1]], "pending")
+        add_breach(conn, keyring, "fb", nums[: n - 3] + nums[n:], title="Facebook “2021”")
+        match(conn)
+    return World(settings, keyring, nums, subs, set(nums[2 : n - 3]))
