@@ -207,6 +207,48 @@ def test_help_and_info_reply_and_change_nothing(hooks: Hooks, word: str) -> None
     assert hooks.sms(US_MOBILE, word).text == r.text
 
 
+def test_twilio_opt_out_type_wins(hooks: Hooks) -> None:
+    """Advanced Opt-Out custom keywords arrive with Twilio's verdict in ``OptOutType``."""
+    _active(hooks, GB_MOBILE)
+    params = {"From": GB_MOBILE, "Body": "ARRET", "OptOutType": "STOP", "MessageSid": "SM9"}
+    assert hooks.post("/twilio/inbound", params).status_code == 200
+    assert hooks.state(GB_MOBILE) == "opted_out"
+    params = {"From": GB_MOBILE, "Body": "REPRENDRE", "OptOutType": "START", "MessageSid": "SM8"}
+    assert hooks.post("/twilio/inbound", params).status_code == 200
+    assert hooks.state(GB_MOBILE) == "active"
+
+
+@pytest.mark.slow
+def test_busy_store_answers_503_and_changes_nothing(home: Path, keyring: Keyring) -> None:
+    settings = Settings(home=home, lock_timeout_seconds=0.3)
+    with session(settings) as conn:
+        registry.create(conn, keyring, parse_number(GB_MOBILE), status="active", language="en",
+                        now=datetime.now(UTC))
+    port = free_port()
+    server = build(settings, host="127.0.0.1", port=port, public_url=PUBLIC, auth_token=TOKEN)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb,sys,time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+         " time.sleep(3); c.close()", str(settings.db_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        h = Hooks(f"http://127.0.0.1:{port}", settings, keyring)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        r = h.sms(GB_MOBILE, "STOP")
+        assert r.status_code == 503 and r.headers.get("retry-after")
+    finally:
+        holder.wait(30)
+        server.should_exit = True
+        thread.join(10)
+    assert h.state(GB_MOBILE) == "active"
+    assert privacy.scan([home], ALL_NUMBERS, texts=h.texts) == []
+
+
 def test_other_text_changes_nothing(hooks: Hooks) -> None:
     _active(hooks, GB_MOBILE)
     before = hooks.snapshot()

@@ -14,6 +14,7 @@ from breach_notify.subscribers import consent, events, optin, registry, texts
 from breach_notify.subscribers.keywords import Intent, classify
 
 SOURCE = "sms"
+_TWILIO_TYPES = {"STOP": Intent.OPT_OUT, "START": Intent.OPT_IN, "HELP": Intent.HELP}
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,15 @@ def handle(
     sender: str,
     body: str,
     now: datetime | None = None,
+    opt_out_type: str | None = None,
 ) -> Outcome:
-    """Apply the message from ``sender`` (raw ``From``) with text ``body``."""
+    """Apply the message from ``sender`` (raw ``From``) with text ``body``.
+
+    ``opt_out_type`` is Twilio's own verdict (``OptOutType``: STOP, START, HELP) when Advanced
+    Opt-Out is on; it wins over our reading of the text, so custom keywords set there work too.
+    """
     now = now or events.utcnow()
-    intent = classify(body)
+    intent = _TWILIO_TYPES.get((opt_out_type or "").strip().upper()) or classify(body)
     try:
         number = parse_number(sender)
     except InvalidNumber:

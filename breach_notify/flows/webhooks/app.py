@@ -104,9 +104,10 @@ def create_app(settings: Settings, *, public_url: str, auth_token: str) -> Starl
         if isinstance(params, Response):
             return params
         sender, body = params.get("From", ""), params.get("Body", "")
+        opt_out_type = params.get("OptOutType")
 
         def work(conn: duckdb.DuckDBPyConnection, ring: Keyring) -> inbound.Outcome:
-            return inbound.handle(conn, ring, settings, sender, body)
+            return inbound.handle(conn, ring, settings, sender, body, opt_out_type=opt_out_type)
 
         outcome = await run(work)
         if isinstance(outcome, Response):
