@@ -69,6 +69,7 @@ class NoticeLookup(Protocol):
     def sent_notice(self, notice_id: str) -> SentRecord | None: ...
 
 
+_CONTROL = frozenset(map(chr, range(32))) - {"\n", "\r"}
 MAX_SEGMENTS = 10  # Twilio's limit (1,600 characters); notices themselves are one segment
 
 
@@ -80,7 +81,7 @@ def validate(message: Message) -> segments.Segments:
     """
     if not message.body.strip():
         raise InvalidMessage("the message text is empty")
-    if any(ord(c) < 32 and c not in "\n\r" for c in message.body):
+    if not _CONTROL.isdisjoint(message.body):
         raise InvalidMessage("the message text holds control characters")
     counted = segments.count(message.body)
     if counted.segments > MAX_SEGMENTS:

@@ -53,22 +53,28 @@ class Segments:
     segments: int
 
 
+_GSM7_ALL = GSM7_BASIC | GSM7_EXTENSION
+
+
 def is_gsm7(text: str) -> bool:
     """True when every character is in the GSM-7 default alphabet or its extension table."""
-    return all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text)
+    return _GSM7_ALL.issuperset(text)
 
 
 def count(text: str) -> Segments:
     """Encoding, length and number of segments of ``text`` (an empty text is one segment)."""
     if is_gsm7(text):
-        widths = [2 if c in GSM7_EXTENSION else 1 for c in text]
         encoding = GSM7
+        units = len(text) + sum(text.count(c) for c in GSM7_EXTENSION)
     else:
-        widths = [len(c.encode("utf-16-le")) // 2 for c in text]
         encoding = UCS2
-    units = sum(widths)
+        units = len(text.encode("utf-16-le")) // 2
     if units <= _SINGLE[encoding]:
         return Segments(encoding, units, 1)
+    if encoding == GSM7:
+        widths = [2 if c in GSM7_EXTENSION else 1 for c in text]
+    else:
+        widths = [len(c.encode("utf-16-le")) // 2 for c in text]
     # Concatenated: a two-septet character or a surrogate pair is never split across parts.
     part, parts, room = 0, 1, _PART[encoding]
     for width in widths:

@@ -38,7 +38,7 @@ from breach_notify.notify.errors import (
     TransientError,
 )
 from breach_notify.notify.gateway import Gateway, Message, NoticeLookup, SendResult, SentRecord
-from breach_notify.notify.templates import TemplateConfig, render
+from breach_notify.notify.templates import Rendered, TemplateConfig, render
 from breach_notify.notify.throttle import Backoff, TokenBucket
 from breach_notify.numbers import E164
 from breach_notify.settings import Settings
@@ -196,6 +196,7 @@ class _Run:
         self.opted_out: set[str] = set()
         self.per_message = 0.0  # moving average of one request's duration, sizes chunks
         self._sealer: Sealer | None = None
+        self._texts: dict[tuple[str | None, str | None, int], Rendered] = {}  # per run
 
     # -- numbers and texts --------------------------------------------------------------------
 
@@ -213,8 +214,15 @@ class _Run:
         except InvalidToken:
             return None
 
+    def _render(self, language: str | None, title: str | None, kinds: int | None) -> Rendered:
+        key = (language, title, int(kinds or 0))
+        found = self._texts.get(key)
+        if found is None:
+            found = self._texts[key] = render(language, title or "", key[2], self.templates)
+        return found
+
     def _text(self, language: str | None, title: str | None, kinds: int | None) -> str:
-        return render(language, title or "", int(kinds or 0), self.templates).text
+        return self._render(language, title, kinds).text
 
     # -- reconciliation -----------------------------------------------------------------------
 
@@ -317,7 +325,7 @@ class _Run:
                 ):
                     self.report.deferred += 1
                     continue
-                text = render(language, title or "", int(kinds or 0), self.templates)
+                text = self._render(language, title, kinds)
                 items.append(_Item(nid, sid, to, text.text, text.segments.segments))
             self._suppress(suppress)
             self._send_items(items)
