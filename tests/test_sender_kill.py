@@ -101,3 +101,37 @@ def test_sigkill_mid_run_then_restart(settings: Settings, keyring: Keyring) -> N
             ids = {r[0] for r in conn.execute("SELECT gateway_id FROM notices").fetchall()}
         assert ids == {m["sid"] for m in fake.ledger}
     assert scan([settings.home], w.numbers, outputs) == []
+
+
+@pytest.mark.slow
+def test_stop_from_another_process_during_a_paced_run(settings: Settings, keyring: Keyring) -> None:
+    """The sender lets go of the store while it waits for the rate limit, so another process
+    (the webhooks) can record a STOP mid-run; the sender then skips that subscriber."""
+    w = build(settings, keyring, n=18, seed=22)
+    order = w.notice_order()
+    late = order[-3:]
+    by_sid = {v: k for k, v in w.subs.items()}
+    outputs: list[str] = []
+    with FakeTwilio() as fake:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "breach_notify", "--home", str(settings.home), "send",
+             "--gateway", fake.gateway_url(), "--rate", "6", "--ignore-quiet-hours", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **env()},
+        )
+        _wait_for(lambda: len(fake.ledger) >= 8)
+        started = time.monotonic()
+        with db.session(settings) as conn:  # waits for the sender to let go of the lock
+            waited = time.monotonic() - started
+            for sid in late:
+                conn.execute("UPDATE subscribers SET status = 'opted_out' WHERE id = ?", [sid])
+        out, err = proc.communicate(timeout=60)
+        outputs += [out, err]
+        assert proc.returncode == 0, err
+        assert waited < 2.0
+        report = json.loads(out)
+        assert report["suppressed"] == 3 and report["sent"] == len(w.expected) - 3
+        got = fake.recipients()
+        assert set(got) == w.expected - {by_sid[s] for s in late}
+        assert set(got.values()) == {1}
+    assert scan([settings.home], w.numbers, outputs) == []

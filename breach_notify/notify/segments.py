@@ -27,20 +27,61 @@ _PART = {GSM7: 153, UCS2: 67}
 
 # Characters a title or a configured text often carries that have a GSM-7 twin.
 LOOKALIKES: dict[str, str] = {
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u00b4": "'",
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201a": "'",
+    "\u201b": "'",
+    "\u2032": "'",
+    "\u00b4": "'",
     "`": "'",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
-    "\u00ab": '"', "\u00bb": '"', "\u2039": "'", "\u203a": "'",
-    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-",
-    "\u2212": "-", "\u2022": "-", "\u00b7": "-",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u201e": '"',
+    "\u201f": '"',
+    "\u2033": '"',
+    "\u00ab": '"',
+    "\u00bb": '"',
+    "\u2039": "'",
+    "\u203a": "'",
+    "\u2010": "-",
+    "\u2011": "-",
+    "\u2012": "-",
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u2015": "-",
+    "\u2212": "-",
+    "\u2022": "-",
+    "\u00b7": "-",
     "\u2026": "...",
-    "\u00a0": " ", "\u2002": " ", "\u2003": " ", "\u2009": " ", "\u200a": " ", "\u202f": " ",
-    "\u2007": " ", "\u3000": " ", "\t": " ",
-    "\u200b": "", "\u200c": "", "\u200d": "", "\u2060": "", "\ufeff": "",
-    "\u00e7": "Ç", "\u2122": "TM", "\u00a9": "(c)", "\u00ae": "(R)",
+    "\u00a0": " ",
+    "\u2002": " ",
+    "\u2003": " ",
+    "\u2009": " ",
+    "\u200a": " ",
+    "\u202f": " ",
+    "\u2007": " ",
+    "\u3000": " ",
+    "\t": " ",
+    "\u200b": "",
+    "\u200c": "",
+    "\u200d": "",
+    "\u2060": "",
+    "\ufeff": "",
+    "\u00e7": "Ç",
+    "\u2122": "TM",
+    "\u00a9": "(c)",
+    "\u00ae": "(R)",
     # Letters without a decomposition to a GSM-7 base.
-    "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Œ": "OE", "œ": "oe", "Þ": "Th", "þ": "th",
-    "ı": "i", "ð": "d",
+    "Ł": "L",
+    "ł": "l",
+    "Đ": "D",
+    "đ": "d",
+    "Œ": "OE",
+    "œ": "oe",
+    "Þ": "Th",
+    "þ": "th",
+    "ı": "i",
+    "ð": "d",
 }
 
 
@@ -103,9 +144,7 @@ def to_gsm7(text: str, replacement: str = "?") -> str:
         if unicodedata.category(c).startswith("C"):
             out.append(" ")
             continue
-        base = "".join(
-            b for b in unicodedata.normalize("NFKD", c) if not unicodedata.combining(b)
-        )
+        base = "".join(b for b in unicodedata.normalize("NFKD", c) if not unicodedata.combining(b))
         base = replace_lookalikes(base)
         out.append(base if base and is_gsm7(base) else replacement)
     return "".join(out)

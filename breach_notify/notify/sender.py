@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000
 CHUNK = 250  # notices marked ``sending`` together (one commit); bounded by HOLD_SECONDS too
+FIRST_CHUNK = 8  # until the gateway's pace is known
 HOLD_SECONDS = 0.5  # longest the store stays open without a break
 LOOKUP_SKEW = timedelta(minutes=2)
 
@@ -72,10 +73,15 @@ class SendReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "sent": self.sent, "failed": self.failed, "deferred": self.deferred,
-            "suppressed": self.suppressed, "in_doubt": self.in_doubt,
-            "reconciled": self.reconciled, "retries": self.retries,
-            "segments": self.segments, "seconds": round(self.seconds, 3),
+            "sent": self.sent,
+            "failed": self.failed,
+            "deferred": self.deferred,
+            "suppressed": self.suppressed,
+            "in_doubt": self.in_doubt,
+            "reconciled": self.reconciled,
+            "retries": self.retries,
+            "segments": self.segments,
+            "seconds": round(self.seconds, 3),
         }
 
 
@@ -111,9 +117,19 @@ def send(
     quiet hours only — store timestamps are real time, as a gateway lookup compares against them.
     """
     rng = _rng or random.Random()  # noqa: S311 - jitter, not secrets
-    run = _Run(settings, keyring, gateway, rate=rate, max_messages=max_messages,
-               ignore_quiet_hours=ignore_quiet_hours, clock=clock,
-               backoff=backoff or Backoff(), sleep=_sleep, rng=rng, page_size=_page_size)
+    run = _Run(
+        settings,
+        keyring,
+        gateway,
+        rate=rate,
+        max_messages=max_messages,
+        ignore_quiet_hours=ignore_quiet_hours,
+        clock=clock,
+        backoff=backoff or Backoff(),
+        sleep=_sleep,
+        rng=rng,
+        page_size=_page_size,
+    )
     started = time.monotonic()
     try:
         run.reconcile()
@@ -174,9 +190,19 @@ ORDER BY n.attempt_at, n.id
 
 class _Run:
     def __init__(
-        self, settings: Settings, keyring: Keyring, gateway: Gateway, *, rate: float | None,
-        max_messages: int | None, ignore_quiet_hours: bool, clock: Callable[[], datetime],
-        backoff: Backoff, sleep: Callable[[float], None], rng: random.Random, page_size: int,
+        self,
+        settings: Settings,
+        keyring: Keyring,
+        gateway: Gateway,
+        *,
+        rate: float | None,
+        max_messages: int | None,
+        ignore_quiet_hours: bool,
+        clock: Callable[[], datetime],
+        backoff: Backoff,
+        sleep: Callable[[float], None],
+        rng: random.Random,
+        page_size: int,
     ) -> None:
         self.settings = settings
         self.keyring = keyring
@@ -320,7 +346,10 @@ class _Run:
                     suppress.append(nid)
                     continue
                 if not self.ignore_quiet_hours and not quiet.may_send(
-                    to, self.clock(), self.settings.quiet_start, self.settings.quiet_end,
+                    to,
+                    self.clock(),
+                    self.settings.quiet_start,
+                    self.settings.quiet_end,
                     self.settings.schedule_timezone,
                 ):
                     self.report.deferred += 1
@@ -334,11 +363,15 @@ class _Run:
         ids = list(ids)
         if not ids:
             return
-        cur = self.store.get().execute(
-            "UPDATE notices SET state = 'suppressed', updated_at = now()"
-            " WHERE id IN (SELECT unnest($ids::VARCHAR[])) AND state = 'pending'",
-            {"ids": ids},
-        ).fetchone()
+        cur = (
+            self.store.get()
+            .execute(
+                "UPDATE notices SET state = 'suppressed', updated_at = now()"
+                " WHERE id IN (SELECT unnest($ids::VARCHAR[])) AND state = 'pending'",
+                {"ids": ids},
+            )
+            .fetchone()
+        )
         self.report.suppressed += int(cur[0]) if cur else 0
 
     def _recheck(self, queue: deque[_Item]) -> None:
@@ -348,7 +381,8 @@ class _Run:
         conn = self.store.get()
         subs = sorted({it.subscriber_id for it in queue})
         active = {
-            str(r[0]) for r in conn.execute(
+            str(r[0])
+            for r in conn.execute(
                 "SELECT id FROM subscribers WHERE id IN (SELECT unnest($ids::VARCHAR[]))"
                 " AND status = 'active' AND sealed IS NOT NULL",
                 {"ids": subs},
@@ -392,15 +426,17 @@ class _Run:
     def _take_chunk(self, queue: deque[_Item]) -> list[_Item]:
         chunk: list[_Item] = []
         # As many as fit in HOLD_SECONDS: few ``sending`` rows to reconcile after a crash.
-        room = CHUNK if self.per_message <= 0 else int(HOLD_SECONDS / self.per_message)
+        room = FIRST_CHUNK if self.per_message <= 0 else int(HOLD_SECONDS / self.per_message)
         room = max(1, min(CHUNK, room))
         if self.max_messages is not None:
             room = min(room, self.max_messages - self.handed)
         for it in queue:
             if len(chunk) >= room:
                 break
-            if self.bucket is not None and it.failures == 0 and not self.bucket.try_take(
-                it.segments
+            if (
+                self.bucket is not None
+                and it.failures == 0
+                and not self.bucket.try_take(it.segments)
             ):
                 break
             chunk.append(it)
@@ -410,7 +446,8 @@ class _Run:
         """Mark, send, record one chunk. Returns seconds to pause (backoff) before the next."""
         conn = self.store.get()
         claimed = {
-            str(r[0]) for r in conn.execute(
+            str(r[0])
+            for r in conn.execute(
                 "UPDATE notices SET state = 'sending', attempt_at = now(),"
                 " attempts = attempts + 1, updated_at = now()"
                 " WHERE id IN (SELECT unnest($ids::VARCHAR[])) AND state = 'pending' RETURNING id",
@@ -508,8 +545,11 @@ class _Run:
                     " FROM (SELECT unnest($ids::VARCHAR[]) AS id, unnest($gids::VARCHAR[]) AS gid,"
                     "       unnest($segs::INTEGER[]) AS seg) v"
                     " WHERE notices.id = v.id AND notices.state = 'sending'",
-                    {"ids": [i.id for i, _ in sent], "gids": [r.gateway_id for _, r in sent],
-                     "segs": [r.segments for _, r in sent]},
+                    {
+                        "ids": [i.id for i, _ in sent],
+                        "gids": [r.gateway_id for _, r in sent],
+                        "segs": [r.segments for _, r in sent],
+                    },
                 )
             for state, rows in (("failed", failed), ("suppressed", opted)):
                 if rows:

@@ -19,8 +19,17 @@ from breach_notify.settings import Settings
 
 # Bit i of ``breach_pseudonyms.kinds`` = KIND_BITS[i] (the non-phone fields of a dump row).
 KIND_BITS: tuple[str, ...] = (
-    "account_id", "first_name", "last_name", "gender", "current_city", "hometown",
-    "relationship", "work", "date", "email", "birthday",
+    "account_id",
+    "first_name",
+    "last_name",
+    "gender",
+    "current_city",
+    "hometown",
+    "relationship",
+    "work",
+    "date",
+    "email",
+    "birthday",
 )
 # Kinds of field grouped into what a recipient understands, in display order.
 _GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
@@ -61,9 +70,14 @@ LANGUAGES: dict[str, Language] = {
         text='{org}: your number is in the "{title}" leak{kinds}. Advice: {url} {opt_out}',
         kinds=" (also: {labels})",
         labels={
-            "name": "name", "gender": "gender", "location": "location",
-            "relationship": "relationship", "work": "work", "email": "email",
-            "birthday": "birthday", "account": "account ID",
+            "name": "name",
+            "gender": "gender",
+            "location": "location",
+            "relationship": "relationship",
+            "work": "work",
+            "email": "email",
+            "birthday": "birthday",
+            "account": "account ID",
         },
         opt_out="Reply STOP to opt out.",
     ),
@@ -72,9 +86,14 @@ LANGUAGES: dict[str, Language] = {
         text='{org}: votre numéro est dans la fuite "{title}"{kinds}. Aide: {url} {opt_out}',
         kinds=" (aussi: {labels})",
         labels={
-            "name": "nom", "gender": "genre", "location": "lieu",
-            "relationship": "situation", "work": "emploi", "email": "e-mail",
-            "birthday": "naissance", "account": "identifiant",
+            "name": "nom",
+            "gender": "genre",
+            "location": "lieu",
+            "relationship": "situation",
+            "work": "emploi",
+            "email": "e-mail",
+            "birthday": "naissance",
+            "account": "identifiant",
         },
         opt_out="STOP pour se désinscrire.",
     ),
@@ -141,8 +160,10 @@ def render(
         "opt_out": " ".join(segments.to_gsm7(config.opt_out or lang.opt_out).split()),
     }
     # Fewest cuts first: the whole list, then fewer kinds ("..." for the rest), then none.
-    variants = [lang.joiner.join(labels[:n] + (["..."] if n < len(labels) else []))
-                for n in range(len(labels), 0, -1)]
+    variants = [
+        lang.joiner.join(labels[:n] + (["..."] if n < len(labels) else []))
+        for n in range(len(labels), 0, -1)
+    ]
     kinds_text = lang.kinds.format(labels=variants[0]) if labels else ""
     for kinds_part in [kinds_text, *(lang.kinds.format(labels=v) for v in variants[1:]), ""]:
         without_title = lang.text.format(title="", kinds=kinds_part, **fixed)

@@ -70,8 +70,10 @@ class DryRunGateway:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # A line cut short by a crash is completed with a newline, so it stays unparseable.
-            torn = self.path.exists() and self.path.stat().st_size > 0 and not _ends_with_newline(
-                self.path
+            torn = (
+                self.path.exists()
+                and self.path.stat().st_size > 0
+                and not _ends_with_newline(self.path)
             )
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             self._fh = os.fdopen(fd, "a", encoding="utf-8")

@@ -45,14 +45,50 @@ LOOKUP_SKEW = timedelta(minutes=2)  # clock difference tolerated between us and 
 # Twilio error codes (https://www.twilio.com/docs/api/errors), one table.
 OPTED_OUT = frozenset({21610})
 TRANSIENT = frozenset({20429, 20500, 20503, 30001, 30002})
-ACCOUNT = frozenset({
-    20003, 20005, 20008, 20404, 21212, 21601, 21603, 21606, 21608, 21611, 21659, 21701, 21703,
-    21704, 21705,
-})
-PERMANENT = frozenset({
-    21211, 21214, 21217, 21219, 21401, 21407, 21408, 21421, 21602, 21604, 21612, 21614, 21617,
-    21620, 21635, 30003, 30004, 30005, 30006, 30007, 30008,
-})
+ACCOUNT = frozenset(
+    {
+        20003,
+        20005,
+        20008,
+        20404,
+        21212,
+        21601,
+        21603,
+        21606,
+        21608,
+        21611,
+        21659,
+        21701,
+        21703,
+        21704,
+        21705,
+    }
+)
+PERMANENT = frozenset(
+    {
+        21211,
+        21214,
+        21217,
+        21219,
+        21401,
+        21407,
+        21408,
+        21421,
+        21602,
+        21604,
+        21612,
+        21614,
+        21617,
+        21620,
+        21635,
+        30003,
+        30004,
+        30005,
+        30006,
+        30007,
+        30008,
+    }
+)
 
 _sdk_log = logging.getLogger("breach_notify.notify.twilio.sdk")
 _sdk_log.addHandler(logging.NullHandler())
@@ -77,7 +113,8 @@ def translate(exc: BaseException) -> GatewayError:
         if code in ACCOUNT or status in (401, 403):
             return AccountError(
                 f"Twilio refused the account or sender (HTTP {status}); check TWILIO_* "
-                "credentials and the gateway URL's from / messaging_service", tag
+                "credentials and the gateway URL's from / messaging_service",
+                tag,
             )
         if code in PERMANENT or 400 <= status < 500:
             return PermanentError(f"Twilio refused the message (HTTP {status})", tag)
@@ -90,8 +127,9 @@ def translate(exc: BaseException) -> GatewayError:
         sent = not _refused(exc)
         return TransientError("the connection to Twilio failed", "connection", maybe_sent=sent)
     if isinstance(exc, requests.RequestException | TwilioException | ValueError):
-        return TransientError(f"Twilio request failed ({type(exc).__name__})", "request",
-                              maybe_sent=True)
+        return TransientError(
+            f"Twilio request failed ({type(exc).__name__})", "request", maybe_sent=True
+        )
     return TransientError(f"Twilio request failed ({type(exc).__name__})", None, maybe_sent=True)
 
 
@@ -118,8 +156,11 @@ class BaseURLHttpClient(TwilioHttpClient):  # type: ignore[misc]
     def __init__(self, api_base: str | None, timeout: float) -> None:
         super().__init__(timeout=timeout, logger=_sdk_log, max_retries=0)
         self.api_base = urlsplit(api_base) if api_base else None
-        no_retry = HTTPAdapter(max_retries=Retry(total=0, connect=0, read=0, redirect=0,
-                                                 status=0, other=0, raise_on_status=False))
+        no_retry = HTTPAdapter(
+            max_retries=Retry(
+                total=0, connect=0, read=0, redirect=0, status=0, other=0, raise_on_status=False
+            )
+        )
         assert self.session is not None
         self.session.mount("https://", no_retry)
         self.session.mount("http://", no_retry)
@@ -139,11 +180,25 @@ class BaseURLHttpClient(TwilioHttpClient):  # type: ignore[misc]
         if self.api_base is not None:
             parts = urlsplit(url)
             base_path = self.api_base.path.rstrip("/")
-            url = urlunsplit((self.api_base.scheme, self.api_base.netloc,
-                              base_path + parts.path, parts.query, ""))
-        return super().request(method, url, params=params, data=data, headers=headers,
-                               auth=auth, timeout=timeout or self.timeout,
-                               allow_redirects=allow_redirects)
+            url = urlunsplit(
+                (
+                    self.api_base.scheme,
+                    self.api_base.netloc,
+                    base_path + parts.path,
+                    parts.query,
+                    "",
+                )
+            )
+        return super().request(
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=auth,
+            timeout=timeout or self.timeout,
+            allow_redirects=allow_redirects,
+        )
 
 
 class TwilioGateway:
@@ -171,8 +226,13 @@ class TwilioGateway:
         self.status_callback = status_callback
         self.validity = validity
         self._http = BaseURLHttpClient(api_base, timeout)
-        self._client = Client(username=username, password=password, account_sid=account_sid,
-                              http_client=self._http, environment={})
+        self._client = Client(
+            username=username,
+            password=password,
+            account_sid=account_sid,
+            http_client=self._http,
+            environment={},
+        )
 
     def __repr__(self) -> str:
         return f"TwilioGateway(from={self.sender!r}, messaging_service={self.messaging_service!r})"
