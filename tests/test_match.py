@@ -80,6 +80,11 @@ def test_matching_uses_each_breach_key(settings: Settings, keyring: Keyring) -> 
         # a breach under p2 matches the current pseudonym directly
         add_breach(conn, keyring, "new", nums[:1], key_id="p2")
         assert match(conn).as_dict() == {"matched": 2, "new_notices": 1}
+        # with the keyring, match first derives missing pseudonyms from the sealed numbers
+        late = add_subscriber(conn, keyring, nums[1])
+        assert match(conn).new_notices == 0
+        assert match(conn, keyring=keyring).new_notices == 1
+        assert (late, "old") in _pairs(conn)
 
 
 def test_match_command(cli, settings: Settings, keyring: Keyring) -> None:  # type: ignore[no-untyped-def]

@@ -316,7 +316,8 @@ def test_in_doubt_is_not_resent_unless_asked(world: World, memory: MemoryGateway
     assert report["in_doubt"] >= 1
     assert Counter(m.to.value for m, _, _ in memory.outbox).most_common(1)[0][1] == 1
     doubt = world.states()["in_doubt"]
-    assert _run(world, blind)["sent"] == 0  # still in doubt: nothing resent
+    again = _run(world, blind)
+    assert again["sent"] == 0 and again["left"]["in_doubt"] == doubt  # nothing resent
     report = _run(world, blind, resend_in_doubt=True)
     assert report["sent"] == doubt
     assert world.states() == {"sent": len(world.expected)}

@@ -2,10 +2,10 @@
 
 Set-based SQL. A subscriber's pseudonym counts for a breach only under the breach's key id:
 ``subscribers.pseudonym`` under ``pseudonym_key_id``, or a row of ``subscriber_pseudonyms`` (one
-per subscriber and key version still needed; kept by ``subscribers.pseudonyms.sync``, which the
-``match`` command runs first). Re-running creates nothing new; subscribers who
-join later are matched against every earlier breach; subscribers who are not active (pending,
-opted out, erased) get no notice.
+per subscriber and key version still needed, kept by ``subscribers.pseudonyms.sync``, which
+``match(..., keyring=…)`` and the ``match`` command run first). Re-running creates nothing new;
+subscribers who join later are matched against every earlier breach; subscribers who are not
+active (pending, opted out, erased) get no notice.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput
 from breach_notify.store.db import transaction
 
@@ -61,12 +62,24 @@ class MatchReport:
         return out
 
 
-def match(conn: duckdb.DuckDBPyConnection, breach_id: str | None = None) -> MatchReport:
-    """Create the missing pending notices (for one breach, or all); one transaction."""
+def match(
+    conn: duckdb.DuckDBPyConnection, breach_id: str | None = None, keyring: Keyring | None = None
+) -> MatchReport:
+    """Create the missing pending notices (for one breach, or all); one transaction.
+
+    With ``keyring``, subscribers' pseudonyms are first brought up to date under every breach's
+    key id (``subscribers.pseudonyms.sync``, which opens sealed numbers only for subscribers that
+    lack one); without it, match relies on them being current.
+    """
     if breach_id is not None:
         known = conn.execute("SELECT count(*) FROM breaches WHERE id = ?", [breach_id]).fetchone()
         if not known or not known[0]:
             raise BadInput(f"no breach {breach_id!r}; see 'breach-notify breaches list'")
+    if keyring is not None:
+        from breach_notify.subscribers import pseudonyms
+
+        with transaction(conn):
+            pseudonyms.sync(conn, keyring)
     params = {"breach": breach_id}
     with transaction(conn):
         row = conn.execute(f"SELECT count(*) FROM ({_PAIRS})", params).fetchone()

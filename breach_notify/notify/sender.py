@@ -70,6 +70,7 @@ class SendReport:
     retries: int = 0
     segments: int = 0
     seconds: float = 0.0
+    left: dict[str, int] = field(default_factory=dict)  # pending / in_doubt / sending after the run
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +83,7 @@ class SendReport:
             "retries": self.retries,
             "segments": self.segments,
             "seconds": round(self.seconds, 3),
+            "left": dict(self.left),
         }
 
 
@@ -136,6 +138,7 @@ def send(
         if resend_in_doubt:
             run.release_in_doubt()
         run.work()
+        run.count_left()
     finally:
         run.store.close()
         run.report.seconds = time.monotonic() - started
@@ -315,6 +318,17 @@ class _Run:
                 [nid],
             )
             self.report.in_doubt += 1
+
+    def count_left(self) -> None:
+        rows = (
+            self.store.get()
+            .execute(
+                "SELECT state, count(*) FROM notices"
+                " WHERE state IN ('pending', 'in_doubt', 'sending') GROUP BY state"
+            )
+            .fetchall()
+        )
+        self.report.left = {str(state): int(n) for state, n in rows}
 
     def release_in_doubt(self) -> None:
         """``--resend-in-doubt``: the operator accepts a possible duplicate for these."""

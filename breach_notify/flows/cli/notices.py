@@ -20,13 +20,7 @@ def match_cmd(
     cfg = settings(ctx)
     ring = keyring(ctx)
     with session(cfg) as conn:
-        try:
-            from breach_notify.subscribers import pseudonyms
-        except ImportError:  # pragma: no cover - the subscribers package always ships it
-            pseudonyms = None  # type: ignore[assignment]
-        if pseudonyms is not None:
-            pseudonyms.sync(conn, ring)  # pseudonyms under every breach's key id
-        report = match(conn, breach)
+        report = match(conn, breach, keyring=ring)
     data = report.as_dict()
     emit(as_json, data, f"{data['matched']} matched, {data['new_notices']} new notices")
 
@@ -68,13 +62,17 @@ def send_cmd(
     finally:
         gw.close()
     data = report.as_dict()
-    emit(
-        as_json,
-        data,
-        ", ".join(
-            f"{k} {data[k]}" for k in ("sent", "failed", "deferred", "suppressed", "in_doubt")
-        ),
-    )
+    human = ", ".join(f"{k} {data[k]}" for k in _FIELDS)
+    doubt = report.left.get("in_doubt", 0)
+    if doubt:
+        human += (
+            f"\n{doubt} notice(s) in doubt (a crash between request and record, and the gateway "
+            "cannot tell): check the gateway's logs, then rerun with --resend-in-doubt to resend"
+        )
+    emit(as_json, data, human)
+
+
+_FIELDS = ("sent", "failed", "deferred", "suppressed", "in_doubt")
 
 
 def register(app: typer.Typer) -> None:
