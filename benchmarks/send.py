@@ -48,7 +48,7 @@ def build(settings: Settings, ring: Keyring, subscribers: int, breach: int) -> f
     others = breach - len(numbers)
     members = pa.table({
         "pseudonym": pa.array(pseudonyms + [os.urandom(32) for _ in range(others)], pa.binary()),
-        "kinds": pa.array([rng.randrange(1, 2**11) for _ in range(breach)], pa.uint16()),
+        "kinds": pa.array([rng.randrange(1, 2**10) for _ in range(breach)], pa.uint16()),
     })
     del numbers
     with db.session(settings) as conn:

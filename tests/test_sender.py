@@ -358,3 +358,27 @@ def test_send_command_dryrun(world: World, cli) -> None:  # type: ignore[no-unty
     assert bad.code == 2
     texts = [r.stdout + r.stderr for r in cli.captured]
     assert scan([world.settings.home], world.numbers, texts) == []
+
+
+def test_quiet_window_rules() -> None:
+    from datetime import time
+
+    from breach_notify.notify import quiet
+
+    nine, eight_pm = time(9), time(20)
+    assert quiet.in_window(time(9), nine, eight_pm)
+    assert not quiet.in_window(time(20), nine, eight_pm)
+    assert quiet.in_window(time(23), time(22), time(2))
+    assert quiet.in_window(time(1), time(22), time(2))
+    assert not quiet.in_window(time(12), time(22), time(2))
+    # a US number: one zone per area code; 14:00 UTC is 10:00 in New York (open)
+    ny = E164("+12015550123")
+    assert quiet.zones(ny) == ("America/New_York",)
+    assert quiet.may_send(ny, datetime(2026, 6, 1, 14, 0, tzinfo=UTC), nine, eight_pm)
+    assert not quiet.may_send(ny, datetime(2026, 6, 1, 12, 0, tzinfo=UTC), nine, eight_pm)
+    # no known zone: the fallback decides
+    odd = E164("+447700900123")
+    assert quiet.zones(odd) == ()
+    at = datetime(2026, 6, 1, 8, 30, tzinfo=UTC)
+    assert not quiet.may_send(odd, at, nine, eight_pm, "UTC")
+    assert quiet.may_send(odd, at, nine, eight_pm, "Asia/Tokyo")

@@ -83,11 +83,17 @@ def test_impossible_configuration_says_what_to_shorten() -> None:
         render("en", "T", 0, cfg)
 
 
+def test_kind_bits_follow_the_ingest() -> None:
+    synthetic = pytest.importorskip("breach_notify.synthetic")
+    assert tuple(synthetic.KINDS) == templates.KIND_BITS
+
+
 def test_kinds_from_mask() -> None:
     assert templates.kinds_from_mask(0) == []
     bits = {name: 1 << i for i, name in enumerate(templates.KIND_BITS)}
-    mask = bits["first_name"] | bits["last_name"] | bits["hometown"] | bits["email"]
+    mask = bits["name"] | bits["location"] | bits["email"] | bits["date"] | bits["other"]
     assert templates.kinds_from_mask(mask) == ["name", "location", "email"]
+    assert templates.kinds_from_mask(bits["account_id"]) == ["account"]
     assert len(templates.kinds_from_mask(ALL_KINDS_MASK)) == 8
 
 

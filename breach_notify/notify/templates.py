@@ -17,25 +17,24 @@ from breach_notify.errors import BadInput
 from breach_notify.notify import segments
 from breach_notify.settings import Settings
 
-# Bit i of ``breach_pseudonyms.kinds`` = KIND_BITS[i] (the non-phone fields of a dump row).
+# Bit i of ``breach_pseudonyms.kinds`` = KIND_BITS[i], the ingest's order (``synthetic.KINDS``).
 KIND_BITS: tuple[str, ...] = (
     "account_id",
-    "first_name",
-    "last_name",
+    "name",
     "gender",
-    "current_city",
-    "hometown",
+    "location",
     "relationship",
     "work",
     "date",
     "email",
     "birthday",
+    "other",
 )
-# Kinds of field grouped into what a recipient understands, in display order.
+# Kinds of field as a recipient understands them, in display order (``date``, ``other``: none).
 _GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("name", frozenset({"first_name", "last_name"})),
+    ("name", frozenset({"name"})),
     ("gender", frozenset({"gender"})),
-    ("location", frozenset({"current_city", "hometown"})),
+    ("location", frozenset({"location"})),
     ("relationship", frozenset({"relationship"})),
     ("work", frozenset({"work"})),
     ("email", frozenset({"email"})),
