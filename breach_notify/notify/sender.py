@@ -271,9 +271,18 @@ class _Run:
             self.report.reconciled += 1
 
     def _find_sent(
-        self, nid: str, to: E164 | None, since: datetime | None, body: str
+        self,
+        nid: str,
+        to: E164 | None,
+        since: datetime | None,
+        body: str,
+        taken: Iterable[str] = (),
     ) -> SentRecord | bool | None:
-        """The gateway's record of this notice; False when surely not sent; None when unknown."""
+        """The gateway's record of this notice; False when surely not sent; None when unknown.
+
+        A record counts when it is recent, its text (if reported) is this notice's, and its id
+        is neither another notice's in the store nor in ``taken`` (sent but not yet recorded).
+        """
         if isinstance(self.gateway, NoticeLookup):
             rec = self.gateway.sent_notice(nid)
             return rec if rec is not None else False
@@ -287,6 +296,8 @@ class _Run:
             if rec.created_at < since - LOOKUP_SKEW:
                 continue
             if rec.body is not None and rec.body != body:
+                continue
+            if rec.gateway_id in taken:
                 continue
             claimed = conn.execute(
                 "SELECT count(*) FROM notices WHERE gateway_id = ? AND id <> ?",
@@ -503,7 +514,7 @@ class _Run:
                 self._record(sent, failed, opted, doubt, unsent)
                 raise
             except TransientError as exc:
-                outcome = self._after_transient(it, exc)
+                outcome = self._after_transient(it, exc, (r.gateway_id for _, r in sent))
                 if isinstance(outcome, SendResult):
                     queue.popleft()
                     sent.append((it, outcome))
@@ -528,13 +539,15 @@ class _Run:
         self._record(sent, failed, opted, doubt, unsent)
         return pause
 
-    def _after_transient(self, it: _Item, exc: TransientError) -> SendResult | bool | None:
+    def _after_transient(
+        self, it: _Item, exc: TransientError, taken: Iterable[str]
+    ) -> SendResult | bool | None:
         """A request that may have reached the gateway is looked up before any retry."""
         if not exc.maybe_sent:
             return False
         try:
             since = utcnow() - LOOKUP_SKEW
-            found = self._find_sent(it.id, it.to, since, it.body)
+            found = self._find_sent(it.id, it.to, since, it.body, set(taken))
         except GatewayError:
             return None
         if isinstance(found, SentRecord):
