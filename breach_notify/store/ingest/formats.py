@@ -1,0 +1,277 @@
+"""Input files: discovery, content hashes, shards (byte ranges) and Arrow readers.
+
+Files are read in place, never copied or unpacked to disk: plain files directly (optionally one
+byte range of them), ``.gz`` through a streaming decompressor, ``.zip`` member by member.
+Every reader yields Arrow record batches: one ``line`` column for ``facebook-2021``, the CSV's
+own columns (as text) for ``csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from breach_notify.errors import BadInput
+
+FORMATS = ("facebook-2021", "csv")
+#: Plain files larger than this are split into byte-range shards.
+SHARD_BYTES = 256 * 1024 * 1024
+_BLOCK = 1 << 22
+_SNIFF = 1 << 16
+#: Column names taken to be the phone column when ``--phone-column`` is not given.
+PHONE_COLUMNS = ("phone", "phone_number", "phonenumber", "mobile", "msisdn", "tel", "telephone",
+                 "cell", "number")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """An independent piece of input: a file (or zip member), or a byte range of a plain file.
+
+    Picklable and free of personal data: a path, offsets and the file's content hash.
+    """
+
+    index: int
+    path: Path
+    content_sha256: str
+    size: int
+    start: int = 0
+    end: int | None = None  # None: to the end
+    member: str | None = None  # zip member name
+
+    @property
+    def label(self) -> str:
+        """The file name shown in messages (never content)."""
+        return self.path.name + (f"!{self.member}" if self.member else "")
+
+    @property
+    def nbytes(self) -> int:
+        return (self.end if self.end is not None else self.size) - self.start
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Files named directly, or every non-hidden file below a directory, sorted."""
+    found: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found += sorted(
+                f for f in p.rglob("*")
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise BadInput(f"{p}: no such file or directory; check the path")
+    if not found:
+        raise BadInput("no input files found; give a file or a directory holding dump files")
+    return found
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of the file's bytes (compressed bytes for .gz/.zip)."""
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_BLOCK):
+                h.update(chunk)
+    except OSError:
+        raise BadInput(f"{path}: cannot be read; check its permissions") from None
+    return h.hexdigest()
+
+
+def plan_shards(paths: list[Path], fmt: str, *, shard_bytes: int = SHARD_BYTES) -> list[Shard]:
+    """Shards for ``paths``: one per file or zip member, plain facebook files split by bytes."""
+    if fmt not in FORMATS:
+        raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    shards: list[Shard] = []
+    for path in expand(paths):
+        digest = file_sha256(path)
+        size = path.stat().st_size
+        if path.suffix.lower() == ".zip":
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    members = [i.filename for i in zf.infolist() if not i.is_dir()]
+            except (zipfile.BadZipFile, OSError):
+                raise BadInput(f"{path.name}: not a readable zip archive") from None
+            for m in sorted(members):
+                shards.append(Shard(len(shards), path, digest, size, member=m))
+        elif fmt == "facebook-2021" and path.suffix.lower() != ".gz" and size > shard_bytes:
+            for start in range(0, size, shard_bytes):
+                end = min(start + shard_bytes, size)
+                shards.append(Shard(len(shards), path, digest, size, start, end))
+        else:
+            shards.append(Shard(len(shards), path, digest, size))
+    return shards
+
+
+class _Range(io.RawIOBase):
+    """Bytes ``[start, end)`` of a file, widened to whole lines; counts bytes for progress.
+
+    A range owns every line that *starts* inside it: it skips the partial line at ``start``
+    (unless ``start`` is 0) and reads on past ``end`` to the end of the line that crosses it.
+    """
+
+    def __init__(self, fh: IO[bytes], start: int, end: int | None, tick: Callable[[int], None]):
+        self._fh, self._tick = fh, tick
+        self._end = end
+        if start > 0:
+            fh.seek(start - 1)
+            if fh.read(1) != b"\n":
+                fh.readline()
+        self._pos = fh.tell()
+        self._tail = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
+        if self._tail:
+            return 0
+        want = len(buf)
+        if self._end is not None and self._pos + want >= self._end:
+            want = max(self._end - self._pos, 0)
+            data = self._fh.read(want) if want else b""
+            if not data.endswith(b"\n"):
+                data += self._fh.readline()
+            self._tail = True
+        else:
+            data = self._fh.read(want)
+        n = len(data)
+        buf[:n] = data
+        self._pos += n
+        self._tick(n)
+        return n
+
+
+class _Counting(io.RawIOBase):
+    """A pass-through reader that reports compressed bytes consumed, for progress."""
+
+    def __init__(self, fh: IO[bytes], tick: Callable[[int], None]) -> None:
+        self._fh, self._tick = fh, tick
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
+        data = self._fh.read(len(buf))
+        buf[: len(data)] = data
+        self._tick(len(data))
+        return len(data)
+
+
+def open_bytes(shard: Shard, tick: Callable[[int], None] = lambda n: None) -> IO[bytes]:
+    """The shard's (decompressed) bytes as a stream."""
+    try:
+        if shard.member is not None:
+            zf = zipfile.ZipFile(shard.path)
+            raw: IO[bytes] = zf.open(shard.member)
+            tick(shard.size // max(len(zf.infolist()), 1))
+            return raw
+        fh = shard.path.open("rb")
+        if shard.path.suffix.lower() == ".gz":
+            return gzip.GzipFile(fileobj=io.BufferedReader(_Counting(fh, tick), _BLOCK))
+        return io.BufferedReader(_Range(fh, shard.start, shard.end, tick), _BLOCK)
+    except (OSError, zipfile.BadZipFile, KeyError):
+        raise BadInput(f"{shard.label}: cannot be opened; check the file") from None
+
+
+def head(shard: Shard) -> bytes:
+    """The first bytes of the shard's content (for sniffing and the binary check)."""
+    try:
+        with open_bytes(shard) as fh:
+            return fh.read(_SNIFF)
+    except (OSError, EOFError, zipfile.BadZipFile):
+        raise BadInput(f"{shard.label}: cannot be read (corrupt compressed data?)") from None
+
+
+def check_not_binary(shard: Shard, sample: bytes) -> None:
+    """Refuse content that is plainly not text (NUL bytes or mostly control bytes)."""
+    if not sample:
+        return
+    control = sum(1 for b in sample if b < 9 or 13 < b < 32)
+    if b"\0" in sample or control > len(sample) // 20:
+        raise BadInput(f"{shard.label}: looks like binary data, not a text dump; "
+                       "check the file and --format")
+
+
+def _skipper(on_bad: Callable[[], None]) -> Callable[[object], str]:
+    def handler(row: object) -> str:
+        on_bad()
+        return "skip"
+
+    return handler
+
+
+def facebook_reader(
+    shard: Shard, tick: Callable[[int], None], on_bad: Callable[[], None]
+) -> pa.RecordBatchReader:
+    """Lines of a facebook-2021 shard as a one-column (``line``) Arrow stream.
+
+    Bytes are decoded as Latin-1, so stray invalid UTF-8 in name fields cannot fail the read
+    (phone fields are ASCII digits either way). Blank lines are skipped.
+    """
+    return pacsv.open_csv(
+        open_bytes(shard, tick),
+        read_options=pacsv.ReadOptions(column_names=["line"], block_size=_BLOCK,
+                                       encoding="latin1"),
+        parse_options=pacsv.ParseOptions(delimiter="\x1f", quote_char=False, escape_char=False,
+                                          invalid_row_handler=_skipper(on_bad)),
+        convert_options=pacsv.ConvertOptions(column_types={"line": pa.string()},
+                                             strings_can_be_null=False, quoted_strings_can_be_null=False),
+    )
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """What sniffing found: delimiter, encoding and column names (names only, never values)."""
+
+    delimiter: str
+    encoding: str
+    columns: tuple[str, ...]
+
+
+def sniff_csv(shard: Shard, sample: bytes) -> CsvLayout:
+    """Delimiter (``,`` ``;`` tab ``|``), encoding and header of a CSV shard."""
+    try:
+        text = sample.decode("utf-8")
+        encoding = "utf8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(sample) - 4:  # a multi-byte character cut by the sample
+            text = sample[: exc.start].decode("utf-8")
+            encoding = "utf8"
+        else:
+            text, encoding = sample.decode("latin-1"), "latin1"
+    first = text.splitlines()[0] if text else ""
+    try:
+        delimiter = csv.Sniffer().sniff(text[:_SNIFF], delimiters=",;\t|").delimiter
+    except csv.Error:
+        delimiter = max(",;\t|", key=first.count)
+    columns = next(csv.reader([first], delimiter=delimiter), [])
+    if not columns:
+        raise BadInput(f"{shard.label}: empty CSV (no header row); give a CSV with a header")
+    return CsvLayout(delimiter, encoding, tuple(c.strip() for c in columns))
+
+
+def csv_reader(
+    shard: Shard, layout: CsvLayout, tick: Callable[[int], None], on_bad: Callable[[], None]
+) -> pa.RecordBatchReader:
+    """Rows of a CSV shard (header skipped), every column as text, columns named ``c0``, ``c1``…"""
+    names = [f"c{i}" for i in range(len(layout.columns))]
+    return pacsv.open_csv(
+        open_bytes(shard, tick),
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=_BLOCK,
+                                       encoding=layout.encoding),
+        parse_options=pacsv.ParseOptions(delimiter=layout.delimiter, newlines_in_values=True,
+                                          invalid_row_handler=_skipper(on_bad)),
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                             strings_can_be_null=False, quoted_strings_can_be_null=False),
+    )

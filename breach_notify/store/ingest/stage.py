@@ -1,0 +1,244 @@
+"""One shard → hash-partitioned Parquet of (pseudonym, kinds) plus counts. No personal data out.
+
+A shard runs in its own in-memory DuckDB: the Arrow reader feeds the row SQL, the
+normalisation SQL and the SQL HMAC in one streaming query. Rows the SQL cannot decide come back
+(in memory only) with their raw phone value and are settled by ``phonenumbers`` and the Python
+HMAC. Nothing but pseudonyms, kinds and counts is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from breach_notify.crypto import Keyring, Pseudonymizer
+from breach_notify.errors import BadInput
+from breach_notify.numbers import InvalidNumber, parse_number
+from breach_notify.store.ingest import formats, rows
+from breach_notify.store.ingest.normalize import phone_sql
+
+PARTITIONS = 16
+_BATCH = 1 << 17
+_SCHEMA = pa.schema([("pseudonym", pa.binary()), ("kinds", pa.uint16())])
+#: Reasons that mean "this line is not in the declared format" (for the wrong-format check).
+UNPARSABLE = ("truncated_line", "bad_line", "not_a_number", "empty")
+
+
+@dataclass(frozen=True)
+class IngestSpec:
+    """What to ingest and how; picklable, no keys, no personal data."""
+
+    breach_id: str
+    fmt: str = "facebook-2021"
+    title: str | None = None
+    phone_column: str | None = None
+    default_region: str | None = None
+    k: int | None = None
+    memory_limit: str = "1GB"
+    threads: int | None = None
+    tmp_dir: Path | None = None
+
+
+@dataclass
+class ShardResult:
+    """Counts and Parquet files of one shard (no personal data)."""
+
+    shard: formats.Shard
+    key_id: str
+    rows_read: int = 0
+    valid_rows: int = 0
+    invalid_by_reason: dict[str, int] = field(default_factory=dict)
+    header_lines: int = 0
+    files: list[Path] = field(default_factory=list)
+    sql_decided: int = 0
+    python_decided: int = 0
+
+
+def reference(raw: str, fmt: str, region: str | None) -> tuple[str | None, str]:
+    """The reference verdict of one phone value: ``(e164, "")`` or ``(None, reason)``."""
+    try:
+        if fmt == "facebook-2021":
+            return parse_number("+" + raw, None).value, ""
+        return parse_number(raw, region).value, ""
+    except InvalidNumber as exc:
+        return None, exc.reason
+
+
+def _connect(spec: IngestSpec) -> duckdb.DuckDBPyConnection:
+    config: dict[str, str | int | bool] = {"memory_limit": spec.memory_limit,
+                                           "preserve_insertion_order": False}
+    if spec.threads:
+        config["threads"] = spec.threads
+    if spec.tmp_dir is not None:
+        config["temp_directory"] = str(spec.tmp_dir)
+    return duckdb.connect(":memory:", config=config)
+
+
+def _phone_column(shard: formats.Shard, layout: formats.CsvLayout, wanted: str | None) -> int:
+    names = [c.lower() for c in layout.columns]
+    if wanted is not None:
+        if wanted.lower() in names:
+            return names.index(wanted.lower())
+        raise BadInput(f"{shard.label}: no column named {wanted!r} in the header "
+                       f"({len(names)} columns); check --phone-column")
+    for candidate in formats.PHONE_COLUMNS:
+        if candidate in names:
+            return names.index(candidate)
+    raise BadInput(f"{shard.label}: no phone column found in the header ({len(names)} columns); "
+                   "name it with --phone-column")
+
+
+def process_shard(
+    shard: formats.Shard, keyring_path: Path, key_id: str, spec: IngestSpec, out_dir: Path,
+    *, tick: Callable[[int], None] = lambda n: None,
+) -> ShardResult:
+    """Read, normalise, pseudonymise one shard; write ``out_dir/pX/shard-N.parquet``.
+
+    The worker loads the pseudonym key from the keyring itself. Errors never carry DuckDB's or
+    Arrow's text (it can quote a value).
+    """
+    pseudonymizer = Keyring.load(keyring_path).pseudonymizer(key_id)
+    result = ShardResult(shard, key_id)
+    bad = [0]
+
+    def on_bad() -> None:
+        bad[0] += 1
+
+    sample = formats.head(shard)
+    formats.check_not_binary(shard, sample)
+    if spec.fmt == "facebook-2021":
+        reader = formats.facebook_reader(shard, tick, on_bad)
+        row_sql = rows.facebook_sql()
+        region = None
+    else:
+        layout = formats.sniff_csv(shard, sample)
+        phone_index = _phone_column(shard, layout, spec.phone_column)
+        reader = formats.csv_reader(shard, layout, tick, on_bad)
+        row_sql = rows.csv_sql(layout.columns, phone_index)
+        region = spec.default_region
+    con = _connect(spec)
+    try:
+        con.register("bn_src", reader)
+        _run(con, row_sql, region, spec, pseudonymizer, shard, out_dir, result)
+    except (duckdb.Error, pa.ArrowException, OSError, EOFError, UnicodeError):
+        raise BadInput(f"{shard.label}: cannot be read as {spec.fmt} (malformed or corrupt "
+                       "data); check the file and --format") from None
+    finally:
+        con.close()
+    if bad[0]:
+        result.invalid_by_reason["bad_line"] = result.invalid_by_reason.get("bad_line", 0) + bad[0]
+        result.rows_read += bad[0]
+    return result
+
+
+def query(row_sql: str, region: str | None, fmt: str, p: Pseudonymizer) -> tuple[str, dict[str, bytes]]:
+    """The shard's one streaming query and its parameters (the HMAC pads)."""
+    hmac = p.sql_expression("e164")
+    norm = phone_sql("bn_rows", "bn_phone", region, plus=fmt == "facebook-2021")
+    sql = f"""
+    WITH bn_rows AS (SELECT *, CASE WHEN pre IS NULL THEN phone END AS bn_phone FROM ({row_sql})),
+    bn_norm AS ({norm}),
+    bn_hashed AS (
+        SELECT kinds, CASE WHEN e164 IS NOT NULL THEN {hmac.sql} END AS pseudonym,
+               coalesce(pre, reason) AS reason,
+               CASE WHEN pre IS NULL AND e164 IS NULL AND reason IS NULL THEN phone END AS raw
+        FROM bn_norm
+    )
+    SELECT pseudonym, kinds, reason, raw,
+        CASE WHEN pseudonym IS NOT NULL
+             THEN (('0x' || hex(pseudonym[1:1]))::INTEGER >> 4)::UTINYINT END AS part
+    FROM bn_hashed
+    """
+    return sql, hmac.params
+
+
+def _run(
+    con: duckdb.DuckDBPyConnection, row_sql: str, region: str | None, spec: IngestSpec,
+    p: Pseudonymizer, shard: formats.Shard, out_dir: Path, result: ShardResult,
+) -> None:
+    reasons: Counter[str] = Counter()
+    sql, params = query(row_sql, region, spec.fmt, p)
+    writers: dict[int, pq.ParquetWriter] = {}
+    tag = f"shard-{shard.index:05d}-{os.getpid()}.parquet"
+
+    def write(part: int, table: pa.Table) -> None:
+        if part not in writers:
+            d = out_dir / f"p{part:x}"
+            d.mkdir(parents=True, exist_ok=True)
+            path = d / tag
+            writers[part] = pq.ParquetWriter(path, _SCHEMA, compression="none")
+            result.files.append(path)
+        writers[part].write_table(table)
+
+    extra_p: list[bytes] = []
+    extra_k: list[int] = []
+    try:
+        stream = con.sql(sql, params=params).to_arrow_reader(_BATCH)
+        for batch in stream:
+            result.rows_read += batch.num_rows
+            reason = batch.column("reason")
+            if reason.null_count < batch.num_rows:
+                for item in pc.value_counts(reason.drop_null()).to_pylist():
+                    reasons[item["values"]] += item["counts"]
+            part = batch.column("part")
+            valid = batch.num_rows - part.null_count
+            if valid:
+                table = pa.Table.from_batches([batch]).select(["pseudonym", "kinds", "part"])
+                table = table.filter(pc.is_valid(table.column("part")))
+                result.valid_rows += table.num_rows
+                result.sql_decided += table.num_rows
+                if table.num_rows:
+                    table = table.sort_by("part")
+                    parts = table.column("part").to_pylist()
+                    start = 0
+                    while start < len(parts):
+                        value = parts[start]
+                        stop = start
+                        # parts are sorted: find the end of this run by bisection
+                        lo, hi = start, len(parts)
+                        while lo < hi:
+                            mid = (lo + hi) // 2
+                            if parts[mid] == value:
+                                lo = mid + 1
+                            else:
+                                hi = mid
+                        stop = lo
+                        write(value, table.slice(start, stop - start).select(["pseudonym", "kinds"])
+                              .cast(_SCHEMA))
+                        start = stop
+            raw = batch.column("raw")
+            if raw.null_count < batch.num_rows:
+                mask = pc.is_valid(raw)
+                sub = pa.Table.from_batches([batch]).filter(mask)
+                for value, kinds in zip(sub.column("raw").to_pylist(),
+                                        sub.column("kinds").to_pylist(), strict=True):
+                    e164, why = reference(value, spec.fmt, region)
+                    result.python_decided += 1
+                    if e164 is None:
+                        reasons[why] += 1
+                    else:
+                        extra_p.append(p.pseudonym(e164))
+                        extra_k.append(int(kinds))
+        if extra_p:
+            table = pa.table({"pseudonym": pa.array(extra_p, pa.binary()),
+                              "kinds": pa.array(extra_k, pa.uint16())})
+            for part in range(PARTITIONS):
+                idx = [i for i, ps in enumerate(extra_p) if ps[0] >> 4 == part]
+                if idx:
+                    write(part, table.take(pa.array(idx)))
+            result.valid_rows += len(extra_p)
+    finally:
+        for w in writers.values():
+            w.close()
+    result.header_lines = reasons.pop("_header", 0)
+    blank = reasons.pop("_blank", 0)
+    result.rows_read -= result.header_lines + blank
+    result.invalid_by_reason = dict(reasons)
