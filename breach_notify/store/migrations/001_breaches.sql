@@ -16,7 +16,7 @@ CREATE TABLE breaches (
     updated_at        TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
--- Files already ingested into a breach, recognised by content hash.
+-- Files already ingested into a breach, recognised by content hash (SHA-256 of the bytes, hex).
 CREATE TABLE breach_files (
     breach_id      VARCHAR NOT NULL,
     content_sha256 VARCHAR NOT NULL,
@@ -27,7 +27,8 @@ CREATE TABLE breach_files (
     PRIMARY KEY (breach_id, content_sha256)
 );
 
--- One row per distinct pseudonym per breach; kinds = bitmask of exposed kinds of field.
+-- One row per distinct pseudonym per breach; kinds = bitmask of exposed kinds of field
+-- (bit i = breach_notify.store.ingest.rows.KINDS[i]). Buckets are the first L bits.
 -- No primary key on purpose: an ART index over hundreds of millions of rows costs more than
 -- the ingest's own set-based deduplication.
 CREATE TABLE breach_pseudonyms (

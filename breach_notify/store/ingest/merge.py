@@ -1,0 +1,300 @@
+"""Merge shard results into DuckDB in one transaction; k-anonymous buckets; breach summaries."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from breach_notify.errors import BadInput, OperationalError
+from breach_notify.settings import Settings
+from breach_notify.store.db import connect
+from breach_notify.store.ingest.rows import KINDS
+from breach_notify.store.ingest.stage import PARTITIONS, UNPARSABLE, IngestSpec, ShardResult
+
+#: A file whose rows are mostly unparsable is not in the declared format.
+UNPARSABLE_SHARE = 0.5
+_BUCKET = "(('0x' || hex(pseudonym[1:4]))::UBIGINT)"
+
+
+@dataclass
+class IngestReport:
+    """What one ingest call did (counts only). ``as_dict`` gives the CLI ``--json`` fields."""
+
+    breach: str
+    rows_read: int = 0
+    rows_invalid: int = 0
+    invalid_by_reason: dict[str, int] = field(default_factory=dict)
+    rows_duplicate: int = 0
+    distinct_numbers: int = 0
+    new_numbers: int = 0
+    prefix_bits: int = 0
+    k: int = 0
+    min_bucket: int | None = None
+    seconds: float = 0.0
+    files: int = 0
+    files_skipped: int = 0
+    shards: int = 0
+    header_lines: int = 0
+    sql_decided: int = 0
+    python_decided: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seconds"] = round(self.seconds, 3)
+        return d
+
+
+def check_formats(spec: IngestSpec, results: Sequence[ShardResult]) -> None:
+    """Refuse a file whose rows are mostly not in the declared format (e.g. wrong ``--format``)."""
+    by_file: dict[str, list[int]] = {}
+    labels: dict[str, str] = {}
+    for r in results:
+        key = r.shard.content_sha256 + (r.shard.member or "")
+        labels[key] = r.shard.label
+        bad = sum(r.invalid_by_reason.get(x, 0) for x in UNPARSABLE)
+        acc = by_file.setdefault(key, [0, 0])
+        acc[0] += bad
+        acc[1] += r.rows_read
+    for key, (bad, total) in by_file.items():
+        if total and bad > UNPARSABLE_SHARE * total:
+            raise BadInput(
+                f"{labels[key]}: {bad} of {total} rows cannot be parsed as {spec.fmt}; "
+                "check --format (and --phone-column for CSV)"
+            )
+
+
+def merge_shards(settings: Settings, spec: IngestSpec, results: Sequence[ShardResult]) -> IngestReport:
+    """One transaction: breach row, files, new pseudonyms (kinds OR-ed), buckets, counters.
+
+    Results of files already recorded for the breach are ignored, so a repeated merge changes
+    nothing. Raises ``BadInput`` (store unchanged) when a file is not in the declared format.
+    """
+    started = time.monotonic()
+    check_formats(spec, results)
+    conn = connect(settings)
+    try:
+        return _merge(conn, settings, spec, results, started)
+    except duckdb.Error:
+        raise OperationalError(
+            "the ingest could not be stored (store unchanged); check disk space and the memory "
+            "limit, then retry"
+        ) from None
+    finally:
+        conn.close()
+
+
+def _merge(
+    conn: duckdb.DuckDBPyConnection, settings: Settings, spec: IngestSpec,
+    results: Sequence[ShardResult], started: float,
+) -> IngestReport:
+    bid = spec.breach_id
+    report = IngestReport(breach=bid)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        existing = conn.execute("SELECT key_id, k FROM breaches WHERE id = ?", [bid]).fetchone()
+        known = {r[0] for r in conn.execute(
+            "SELECT content_sha256 FROM breach_files WHERE breach_id = ?", [bid]).fetchall()}
+        fresh = [r for r in results if r.shard.content_sha256 not in known]
+        key_ids = {r.key_id for r in fresh}
+        if existing is not None and key_ids - {existing[0]}:
+            raise BadInput(f"breach {bid} was hashed under pseudonym key {existing[0]}; "
+                           "ingest its new files under that key")
+        report.files_skipped = len({r.shard.content_sha256 for r in results} & known)
+        k = spec.k or (int(existing[1]) if existing else settings.default_k)
+        report.k = k
+        if not fresh:
+            conn.execute("ROLLBACK")
+            return _finish(conn, report, started, bid)
+        if existing is None:
+            conn.execute(
+                "INSERT INTO breaches (id, title, format, key_id, k) VALUES (?, ?, ?, ?, ?)",
+                [bid, spec.title or bid, spec.fmt, next(iter(key_ids)), k],
+            )
+        files: dict[str, list[Any]] = {}
+        reasons: Counter[str] = Counter()
+        valid = 0
+        for r in fresh:
+            f = files.setdefault(r.shard.content_sha256, [r.shard.path.name, r.shard.size, 0])
+            f[2] += r.rows_read
+            report.rows_read += r.rows_read
+            report.header_lines += r.header_lines
+            report.sql_decided += r.sql_decided
+            report.python_decided += r.python_decided
+            reasons.update(r.invalid_by_reason)
+            valid += r.valid_rows
+        conn.executemany(
+            "INSERT INTO breach_files (breach_id, content_sha256, name, bytes, rows_read)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [[bid, sha, name, size, n] for sha, (name, size, n) in files.items()],
+        )
+        report.files = len(files)
+        distinct_in_call = 0
+        for part in range(PARTITIONS):
+            paths = [str(p) for r in fresh for p in r.files if p.parent.name == f"p{part:x}"]
+            if not paths:
+                continue
+            distinct_in_call += _merge_partition(conn, bid, paths, existing is not None, report)
+        report.invalid_by_reason = dict(sorted(reasons.items()))
+        report.rows_invalid = sum(reasons.values())
+        report.rows_duplicate = valid - distinct_in_call
+        distinct = _count(conn, bid)
+        bits, min_bucket = buckets(conn, bid, k, distinct)
+        old = conn.execute("SELECT invalid_by_reason FROM breaches WHERE id = ?", [bid]).fetchone()
+        total_reasons = Counter(json.loads(old[0]) if old and old[0] else {})
+        total_reasons.update(reasons)
+        conn.execute(
+            """UPDATE breaches SET k = ?, prefix_bits = ?, min_bucket = ?,
+                   rows_read = rows_read + ?, rows_invalid = rows_invalid + ?,
+                   rows_duplicate = rows_duplicate + ?, distinct_numbers = ?,
+                   invalid_by_reason = ?, updated_at = now()
+               WHERE id = ?""",
+            [k, bits, min_bucket, report.rows_read, report.rows_invalid, report.rows_duplicate,
+             distinct, json.dumps(dict(sorted(total_reasons.items()))), bid],
+        )
+        _before_commit()
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return _finish(conn, report, started, bid)
+
+
+def _before_commit() -> None:
+    """Test seam: called inside the transaction, just before COMMIT."""
+
+
+def _merge_partition(
+    conn: duckdb.DuckDBPyConnection, bid: str, paths: list[str], update: bool,
+    report: IngestReport,
+) -> int:
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE bn_part AS SELECT pseudonym, bit_or(kinds)::USMALLINT AS kinds"
+        " FROM read_parquet(?) GROUP BY pseudonym",
+        [paths],
+    )
+    row = conn.execute("SELECT count(*) FROM bn_part").fetchone()
+    distinct = int(row[0]) if row else 0
+    if update:
+        conn.execute(
+            """UPDATE breach_pseudonyms AS b SET kinds = (b.kinds | n.kinds)::USMALLINT
+               FROM bn_part AS n
+               WHERE b.breach_id = ? AND b.pseudonym = n.pseudonym AND b.kinds | n.kinds <> b.kinds""",
+            [bid],
+        )
+        before = _count(conn, bid)
+        conn.execute(
+            """INSERT INTO breach_pseudonyms (breach_id, pseudonym, kinds)
+               SELECT ?, n.pseudonym, n.kinds FROM bn_part AS n
+               WHERE NOT EXISTS (SELECT 1 FROM breach_pseudonyms b
+                                 WHERE b.breach_id = ? AND b.pseudonym = n.pseudonym)""",
+            [bid, bid],
+        )
+        report.new_numbers += _count(conn, bid) - before
+    else:
+        conn.execute(
+            "INSERT INTO breach_pseudonyms (breach_id, pseudonym, kinds)"
+            " SELECT ?, pseudonym, kinds FROM bn_part",
+            [bid],
+        )
+        report.new_numbers += distinct
+    conn.execute("DROP TABLE bn_part")
+    return distinct
+
+
+def _count(conn: duckdb.DuckDBPyConnection, bid: str) -> int:
+    row = conn.execute("SELECT count(*) FROM breach_pseudonyms WHERE breach_id = ?", [bid]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def buckets(conn: duckdb.DuckDBPyConnection, bid: str, k: int, n: int) -> tuple[int, int | None]:
+    """(L, min bucket): the largest L where every one of the 2^L prefixes holds ≥ k pseudonyms."""
+    if n == 0:
+        return 0, None
+    top = 0
+    while top < 32 and n >= k * (2 ** (top + 1)):
+        top += 1
+    for bits in range(top, 0, -1):
+        row = conn.execute(
+            f"""SELECT count(*), min(c) FROM (
+                    SELECT {_BUCKET} >> {32 - bits} AS b, count(*) AS c
+                    FROM breach_pseudonyms WHERE breach_id = ? GROUP BY b)""",
+            [bid],
+        ).fetchone()
+        assert row is not None
+        if int(row[0]) == 2**bits and int(row[1]) >= k:
+            return bits, int(row[1])
+    return 0, n
+
+
+def breach_summary(conn: duckdb.DuckDBPyConnection, breach_id: str) -> dict[str, Any]:
+    """Counts of one breach; ``exposed`` maps kinds of field to counts, cells below k left out
+    (listed in ``exposed_suppressed``). Raises ``BadInput`` for an unknown breach."""
+    row = conn.execute(
+        """SELECT id, title, format, key_id, k, prefix_bits, min_bucket, rows_read, rows_invalid,
+                  rows_duplicate, distinct_numbers, invalid_by_reason, created_at, updated_at
+           FROM breaches WHERE id = ?""",
+        [breach_id],
+    ).fetchone()
+    if row is None:
+        raise BadInput(f"no breach {breach_id!r}; see 'breach-notify breaches list'")
+    cols = ("breach", "title", "format", "key_id", "k", "prefix_bits", "min_bucket", "rows_read",
+            "rows_invalid", "rows_duplicate", "distinct_numbers", "invalid_by_reason",
+            "created_at", "updated_at")
+    out: dict[str, Any] = dict(zip(cols, row, strict=True))
+    out["invalid_by_reason"] = json.loads(row[11]) if row[11] else {}
+    out["created_at"] = str(row[12])
+    out["updated_at"] = str(row[13])
+    k = int(row[4])
+    sums = ", ".join(f"count(*) FILTER (WHERE kinds & {1 << i} <> 0)" for i in range(len(KINDS)))
+    counts = conn.execute(
+        f"SELECT {sums} FROM breach_pseudonyms WHERE breach_id = ?", [breach_id]
+    ).fetchone()
+    assert counts is not None
+    exposed, suppressed = {}, []
+    for kind, n in zip(KINDS, counts, strict=True):
+        if int(n) >= k:
+            exposed[kind] = int(n)
+        elif n:
+            suppressed.append(kind)
+    out["exposed"] = exposed
+    out["exposed_suppressed"] = suppressed
+    files = conn.execute("SELECT count(*) FROM breach_files WHERE breach_id = ?", [breach_id]).fetchone()
+    out["files"] = int(files[0]) if files else 0
+    return out
+
+
+def list_breaches(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Every breach, counts only."""
+    rows = conn.execute(
+        """SELECT b.id, b.title, b.format, b.k, b.prefix_bits, b.min_bucket, b.rows_read,
+                  b.rows_invalid, b.distinct_numbers, b.updated_at,
+                  (SELECT count(*) FROM breach_files f WHERE f.breach_id = b.id)
+           FROM breaches b ORDER BY b.id"""
+    ).fetchall()
+    cols = ("breach", "title", "format", "k", "prefix_bits", "min_bucket", "rows_read",
+            "rows_invalid", "distinct_numbers", "updated_at", "files")
+    return [{**dict(zip(cols, r, strict=True)), "updated_at": str(r[9])} for r in rows]
+
+
+def _finish(conn: duckdb.DuckDBPyConnection, report: IngestReport, started: float, bid: str) -> IngestReport:
+    row = conn.execute(
+        "SELECT distinct_numbers, prefix_bits, k, min_bucket FROM breaches WHERE id = ?", [bid]
+    ).fetchone()
+    if row is not None:
+        report.distinct_numbers, report.prefix_bits, report.k = int(row[0]), int(row[1]), int(row[2])
+        report.min_bucket = None if row[3] is None else int(row[3])
+    report.seconds += time.monotonic() - started
+    return report
+
+
+def cleanup(paths: Sequence[Path]) -> None:
+    """Remove shard Parquet files (pseudonyms only, but no reason to keep them)."""
+    for p in paths:
+        p.unlink(missing_ok=True)
