@@ -81,9 +81,16 @@ def test_sigkill_mid_run_then_restart(settings: Settings, keyring: Keyring) -> N
             time.sleep(rng.uniform(0, 0.08))
             _kill(proc, outputs)
 
+        # 3. Killed early: during start-up or the reconciliation of what the last kill left.
+        for _ in range(2):
+            proc = _start(settings.home, url)
+            time.sleep(rng.uniform(0.2, 0.7))
+            _kill(proc, outputs)
+
         assert len(fake.ledger) < len(w.expected), "the kills came too late to test anything"
 
-        # 3. A clean run finishes the job.
+        # 4. A clean run finishes the job.
+        time.sleep(0.3)  # let the server finish requests a killed sender left in flight
         before_final = len(fake.ledger)
         proc = _start(settings.home, url)
         out, err = proc.communicate(timeout=120)
