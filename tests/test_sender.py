@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,8 +30,18 @@ NIGHT_PARIS = datetime(2026, 6, 1, 21, 30, tzinfo=UTC)  # 23:30 in Paris
 
 
 @pytest.fixture
-def world(settings: Settings, keyring: Keyring) -> World:
-    return build(settings, keyring)
+def world(
+    settings: Settings,
+    keyring: Keyring,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[World]:
+    """The generated world; afterwards, no number of it in the data dir, logs or output."""
+    caplog.set_level(logging.DEBUG)
+    w = build(settings, keyring)
+    yield w
+    out = capsys.readouterr()
+    assert scan([settings.home], w.numbers, [caplog.text, out.out, out.err]) == []
 
 
 @pytest.fixture
