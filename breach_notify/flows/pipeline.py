@@ -58,13 +58,13 @@ def ingest_inbox(
 
 def _ingest_sharded(home: str | None, keyring: str | None, plan: dict[str, Any]) -> dict[str, Any]:
     """Plan shards, run them on the task runner (in parallel), merge once into DuckDB."""
-    shard_plan = tasks.plan_shards_task(home, plan)
+    shard_plan = tasks.plan_shards_task(home, keyring, plan)
     futures = [
-        tasks.process_shard_task.submit(home, keyring, shard_plan, index)
-        for index in range(shard_plan["count"])
+        tasks.process_shard_task.submit(shard_plan, index) for index in range(shard_plan["count"])
     ]
     results = [f.result() for f in futures]
-    return tasks.merge_shards_task(home, keyring, shard_plan, results)
+    report: dict[str, Any] = tasks.merge_shards_task(home, keyring, shard_plan, results)
+    return report
 
 
 @flow(name="match-subscribers", **SAFE_FLOW)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -120,9 +121,90 @@ def ingest_breach(home: str | None, keyring: str | None, plan: dict[str, Any]) -
         fmt=plan["format"],
         phone_column=plan["phone_column"],
         default_region=plan["default_region"],
-        k=plan["k"] if plan["k"] is not None else settings.default_k,
-        progress=None,
+        k=plan["k"],
+        progress=False,
     )
+    return _counts(report.as_dict())
+
+
+#: Smallest shard when splitting for a cluster (tiny files stay whole).
+MIN_SHARD_BYTES = 16 * 1024
+
+
+@task(name="plan-shards", **SAFE)
+@scrubbed
+def plan_shards_task(
+    home: str | None, keyring: str | None, plan: dict[str, Any], parallel: int = 4
+) -> dict[str, Any]:
+    """Shards of one breach's new files, sized so that ``parallel`` workers all get some.
+
+    Returns the spec, shards (paths and byte ranges), key id and a fresh Parquet directory.
+    """
+    from breach_notify.store.ingest import make_spec, plan_shards
+    from breach_notify.store.ingest.formats import SHARD_BYTES
+
+    settings = settings_for(home, keyring)
+    ring = Keyring.load(settings.keyring_path)
+    spec = make_spec(
+        settings,
+        plan["breach"],
+        title=plan["title"],
+        fmt=plan["format"],
+        phone_column=plan["phone_column"],
+        default_region=plan["default_region"],
+        k=plan["k"],
+    )
+    paths = [Path(p) for p in plan["files"]]
+    total = sum(p.stat().st_size for p in paths)
+    shard_bytes = max(MIN_SHARD_BYTES, min(SHARD_BYTES, -(-total // max(parallel, 1))))
+    shards = plan_shards(paths, spec.fmt, shard_bytes=shard_bytes)
+    with session(settings) as conn:
+        row = conn.execute("SELECT key_id FROM breaches WHERE id = ?", [spec.breach_id]).fetchone()
+    key_id = str(row[0]) if row else ring.active_id("pseudonym")
+    ring.pseudonymizer(key_id)  # fails early if the breach's key is gone
+    out_dir = Path(tempfile.mkdtemp(prefix="shards-", dir=settings.tmp_dir))
+    return {
+        "spec": spec,
+        "shards": shards,
+        "count": len(shards),
+        "key_id": key_id,
+        "keyring_path": str(settings.keyring_path.resolve()),
+        "out_dir": str(out_dir),
+    }
+
+
+@task(name="process-shard", **SAFE)
+@scrubbed
+def process_shard_task(shard_plan: dict[str, Any], index: int) -> Any:
+    """One shard on whichever worker runs it: normalise, pseudonymise, write Parquet.
+
+    The worker loads the key from the keyring path itself; the result is counts and file paths.
+    """
+    from breach_notify.store.ingest import process_shard
+
+    return process_shard(
+        shard_plan["shards"][index],
+        Path(shard_plan["keyring_path"]),
+        shard_plan["key_id"],
+        shard_plan["spec"],
+        Path(shard_plan["out_dir"]),
+    )
+
+
+@task(name="merge-shards", **SAFE)
+@scrubbed
+def merge_shards_task(
+    home: str | None, keyring: str | None, shard_plan: dict[str, Any], results: list[Any]
+) -> dict[str, Any]:
+    """Merge every shard of a breach into DuckDB in one transaction; remove the Parquet."""
+    from breach_notify.store.ingest import merge_shards
+
+    settings = settings_for(home, keyring)
+    try:
+        report = merge_shards(settings, shard_plan["spec"], results)
+    finally:
+        shutil.rmtree(shard_plan["out_dir"], ignore_errors=True)
+    report.shards = shard_plan["count"]
     return _counts(report.as_dict())
 
 
@@ -141,6 +223,7 @@ def _counts(report: dict[str, Any]) -> dict[str, Any]:
         "min_bucket",
         "seconds",
         "files",
+        "files_skipped",
         "shards",
     )
     return {key: report[key] for key in keep if key in report}

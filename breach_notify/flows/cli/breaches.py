@@ -11,8 +11,9 @@ from rich.table import Table
 from breach_notify.flows.cli.common import JsonOption, emit, keyring, out, settings
 from breach_notify.store.db import session
 
-breaches_app = typer.Typer(help="What is known about ingested breaches (counts only).",
-                           no_args_is_help=True)
+breaches_app = typer.Typer(
+    help="What is known about ingested breaches (counts only).", no_args_is_help=True
+)
 
 
 def ingest(
@@ -32,9 +33,18 @@ def ingest(
     from breach_notify.store.ingest import ingest as run
 
     st = settings(ctx)
-    report = run(st, keyring(ctx), list(paths), breach, title=title, fmt=fmt,
-                 phone_column=phone_column, default_region=default_region, k=k,
-                 progress=True)
+    report = run(
+        st,
+        keyring(ctx),
+        list(paths),
+        breach,
+        title=title,
+        fmt=fmt,
+        phone_column=phone_column,
+        default_region=default_region,
+        k=k,
+        progress=True,
+    )
     d = report.as_dict()
     human = (
         f"{d['breach']}: {d['rows_read']} rows read, {d['rows_invalid']} invalid, "
@@ -60,9 +70,16 @@ def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     for col in ("breach", "title", "rows", "invalid", "distinct", "k", "prefix bits", "files"):
         table.add_column(col)
     for b in rows:
-        table.add_row(b["breach"], b["title"], str(b["rows_read"]), str(b["rows_invalid"]),
-                      str(b["distinct_numbers"]), str(b["k"]), str(b["prefix_bits"]),
-                      str(b["files"]))
+        table.add_row(
+            b["breach"],
+            b["title"],
+            str(b["rows_read"]),
+            str(b["rows_invalid"]),
+            str(b["distinct_numbers"]),
+            str(b["k"]),
+            str(b["prefix_bits"]),
+            str(b["files"]),
+        )
     out.print(table)
 
 
@@ -85,8 +102,10 @@ def show(
 
 def _print(s: dict[str, Any]) -> None:
     out.print(f"[bold]{s['breach']}[/bold] {s['title']} ({s['format']}, key {s['key_id']})")
-    out.print(f"rows read {s['rows_read']}, invalid {s['rows_invalid']}, duplicate "
-              f"{s['rows_duplicate']}, distinct numbers {s['distinct_numbers']}")
+    out.print(
+        f"rows read {s['rows_read']}, invalid {s['rows_invalid']}, duplicate "
+        f"{s['rows_duplicate']}, distinct numbers {s['distinct_numbers']}"
+    )
     out.print(f"buckets: {s['prefix_bits']} prefix bits, k={s['k']}, smallest {s['min_bucket']}")
     if s["invalid_by_reason"]:
         out.print("invalid: " + ", ".join(f"{r} {n}" for r, n in s["invalid_by_reason"].items()))
