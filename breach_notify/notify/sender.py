@@ -7,10 +7,12 @@ cannot tell → ``in_doubt``, resent only with ``resend_in_doubt``. So a kill -9
 neither loses a notice nor sends one twice (given a gateway that can look messages up).
 
 Pages of notices are read with the store open; numbers are opened (Sealer) here only, kept in
-memory for the page, and never written. The store is closed before any wait (rate limit,
-backoff) and at least every ``HOLD_SECONDS``, so a webhook process can record a STOP; after
-every re-open the subscribers of the remaining notices are re-checked before the next request,
-so a STOP that lands mid-run stops that subscriber's later messages.
+memory for the page, and never written. Requests go in chunks: right before a chunk the
+subscribers' status is read again, the chunk is marked ``sending`` in one commit, sent, and its
+outcomes recorded in one commit. A chunk lasts at most ``HOLD_SECONDS``; the store is closed
+before any wait (rate limit, backoff) and at least that often, so another process (the webhooks)
+can record a STOP, which then stops that subscriber's later messages. While the sender holds the
+store no other process can write, so the status read before a chunk is current for all of it.
 
 Note: this does not pace across processes; run one sender at a time (the deployments do).
 """
@@ -152,13 +154,11 @@ class _Store:
         self.settings = settings
         self._conn: duckdb.DuckDBPyConnection | None = None
         self.opened_at = 0.0
-        self.fresh = False  # True until the caller has re-checked what others may have changed
 
     def get(self) -> duckdb.DuckDBPyConnection:
         if self._conn is None:
             self._conn = db.connect(self.settings)
             self.opened_at = time.monotonic()
-            self.fresh = True
         return self._conn
 
     def held_for(self) -> float:
@@ -356,7 +356,6 @@ class _Run:
         cursor: tuple[datetime, str] = (datetime(1970, 1, 1, tzinfo=UTC), "")
         while not self._capped():
             conn = self.store.get()
-            self.store.fresh = False
             rows = conn.execute(
                 _PAGE, {"at": cursor[0], "id": cursor[1], "limit": self.page_size}
             ).fetchall()
@@ -399,47 +398,43 @@ class _Run:
         )
         self.report.suppressed += int(cur[0]) if cur else 0
 
-    def _recheck(self, queue: deque[_Item]) -> None:
-        """After a re-open: drop (suppress) queued notices whose subscriber is no longer active."""
-        if not queue:
-            return
-        conn = self.store.get()
-        subs = sorted({it.subscriber_id for it in queue})
+    def _inactive(self, chunk: list[_Item]) -> list[_Item]:
+        """The chunk's notices whose subscriber is no longer active (a STOP, an erasure)."""
+        subs = sorted({it.subscriber_id for it in chunk})
         active = {
             str(r[0])
-            for r in conn.execute(
+            for r in self.store.get()
+            .execute(
                 "SELECT id FROM subscribers WHERE id IN (SELECT unnest($ids::VARCHAR[]))"
                 " AND status = 'active' AND sealed IS NOT NULL",
                 {"ids": subs},
-            ).fetchall()
+            )
+            .fetchall()
         }
-        gone = [it for it in queue if it.subscriber_id not in active]
-        if gone:
-            keep = [it for it in queue if it.subscriber_id in active]
-            queue.clear()
-            queue.extend(keep)
-            self._suppress(it.id for it in gone)
+        return [
+            it
+            for it in chunk
+            if it.subscriber_id not in active or it.subscriber_id in self.opted_out
+        ]
 
     def _send_items(self, items: list[_Item]) -> None:
         queue = deque(items)
         while queue and not self._capped():
-            self.store.get()
-            if self.store.fresh:
-                self.store.fresh = False
-                self._recheck(queue)
-                continue
-            queue_ids_opted = [it for it in queue if it.subscriber_id in self.opted_out]
-            if queue_ids_opted:
-                for it in queue_ids_opted:
-                    queue.remove(it)
-                self._suppress(it.id for it in queue_ids_opted)
-                continue
             chunk = self._take_chunk(queue)
             if not chunk:
                 assert self.bucket is not None
                 wait = self.bucket.wait_time(queue[0].segments)
                 self.store.close()
                 self.sleep(wait)
+                continue
+            # Right before the requests: anyone who stopped since the page was read is skipped.
+            gone = self._inactive(chunk)
+            if gone:
+                ids = {it.id for it in gone}
+                kept = [it for it in queue if it.id not in ids]
+                queue.clear()
+                queue.extend(kept)
+                self._suppress(ids)
                 continue
             pause = self._send_chunk(chunk, queue)
             if pause > 0:
