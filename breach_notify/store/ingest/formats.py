@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -129,27 +129,34 @@ class _Range(io.RawIOBase):
                 fh.readline()
         self._pos = fh.tell()
         self._tail = False
+        self._pending = b""
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
-        if self._tail:
-            return 0
-        want = len(buf)
-        if self._end is not None and self._pos + want >= self._end:
-            want = max(self._end - self._pos, 0)
-            data = self._fh.read(want) if want else b""
-            if not data.endswith(b"\n"):
-                data += self._fh.readline()
-            self._tail = True
-        else:
-            data = self._fh.read(want)
-        n = len(data)
-        buf[:n] = data
-        self._pos += n
+        if not self._pending:
+            self._pending = self._next(len(buf))
+        n = min(len(buf), len(self._pending))
+        buf[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
         self._tick(n)
         return n
+
+    def _next(self, want: int) -> bytes:
+        if self._tail:
+            return b""
+        if self._end is not None and self._pos + want >= self._end:
+            self._tail = True
+            if self._pos >= self._end:  # the next line starts at or after ``end``: not ours
+                return b""
+            data = self._fh.read(self._end - self._pos)
+            if data and not data.endswith(b"\n"):
+                data += self._fh.readline()
+        else:
+            data = self._fh.read(want)
+        self._pos += len(data)
+        return data
 
 
 class _Counting(io.RawIOBase):
@@ -203,6 +210,16 @@ def check_not_binary(shard: Shard, sample: bytes) -> None:
                        "check the file and --format")
 
 
+def _open_csv(schema: pa.Schema, stream: IO[bytes], **options: Any) -> pa.RecordBatchReader:
+    """``pyarrow.csv.open_csv``, with an empty input (or empty byte range) as an empty stream."""
+    try:
+        return pacsv.open_csv(stream, **options)
+    except pa.ArrowInvalid as exc:
+        if str(exc).startswith("Empty CSV"):
+            return pa.RecordBatchReader.from_batches(schema, [])
+        raise
+
+
 def _skipper(on_bad: Callable[[], None]) -> Callable[[object], str]:
     def handler(row: object) -> str:
         on_bad()
@@ -219,7 +236,8 @@ def facebook_reader(
     Bytes are decoded as Latin-1, so stray invalid UTF-8 in name fields cannot fail the read
     (phone fields are ASCII digits either way). Blank lines are skipped.
     """
-    return pacsv.open_csv(
+    return _open_csv(
+        pa.schema([("line", pa.string())]),
         open_bytes(shard, tick),
         read_options=pacsv.ReadOptions(column_names=["line"], block_size=_BLOCK,
                                        encoding="latin1"),
@@ -266,7 +284,8 @@ def csv_reader(
 ) -> pa.RecordBatchReader:
     """Rows of a CSV shard (header skipped), every column as text, columns named ``c0``, ``c1``…"""
     names = [f"c{i}" for i in range(len(layout.columns))]
-    return pacsv.open_csv(
+    return _open_csv(
+        pa.schema([(n, pa.string()) for n in names]),
         open_bytes(shard, tick),
         read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=_BLOCK,
                                        encoding=layout.encoding),
