@@ -128,7 +128,7 @@ def _emit_run(as_json: bool, result: dict[str, Any], where: str | None = None) -
     out.print(report.table(result["report"], stages))
     out.print(f"flow run {result['flow_run_id']}: {result['state']} in {result['seconds']}s")
     if where:
-        out.print(where)
+        out.print(where, soft_wrap=True, markup=False)
 
 
 def serve(
