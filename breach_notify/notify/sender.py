@@ -171,14 +171,19 @@ class _Store:
 
 
 _PAGE = """
-SELECT n.id, n.subscriber_id, n.created_at, n.kinds, s.status, s.sealed, s.seal_key_id,
+WITH page AS (
+    SELECT id, subscriber_id, breach_id, created_at, kinds
+    FROM notices
+    WHERE state = 'pending' AND (created_at, id) > ($at, $id)
+    ORDER BY created_at, id
+    LIMIT $limit
+)
+SELECT p.id, p.subscriber_id, p.created_at, p.kinds, s.status, s.sealed, s.seal_key_id,
        s.language, b.title
-FROM notices n
-LEFT JOIN subscribers s ON s.id = n.subscriber_id
-LEFT JOIN breaches b ON b.id = n.breach_id
-WHERE n.state = 'pending' AND (n.created_at, n.id) > ($at, $id)
-ORDER BY n.created_at, n.id
-LIMIT $limit
+FROM page p
+LEFT JOIN subscribers s ON s.id = p.subscriber_id
+LEFT JOIN breaches b ON b.id = p.breach_id
+ORDER BY p.created_at, p.id
 """
 
 _SENDING = """
