@@ -1,0 +1,332 @@
+"""The ingest stage end to end: exact counts against row-by-row truth, idempotence, added files,
+shards = whole, .gz/.zip, CSV, bad input, all-or-nothing (injected failure and kill -9), buckets.
+Every test that writes a store ends with the plaintext scan."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from privacy import scan
+
+from breach_notify.crypto import Keyring
+from breach_notify.errors import BadInput
+from breach_notify.settings import Settings
+from breach_notify.store.db import session
+from breach_notify.store.ingest import (
+    IngestReport,
+    ingest,
+    make_spec,
+    merge,
+    merge_shards,
+    plan_shards,
+    process_shard,
+)
+from breach_notify.synthetic import Truth, write_csv, write_facebook
+
+
+def store(settings: Settings) -> dict[str, Any]:
+    with session(settings) as conn:
+        return {
+            "breaches": conn.execute("SELECT * FROM breaches ORDER BY id").fetchall(),
+            "files": conn.execute("SELECT breach_id, content_sha256, name, bytes, rows_read"
+                                  " FROM breach_files ORDER BY ALL").fetchall(),
+            "pseudonyms": conn.execute(
+                "SELECT breach_id, pseudonym, kinds FROM breach_pseudonyms ORDER BY ALL").fetchall(),
+        }
+
+
+def pseudonyms(settings: Settings, breach: str) -> dict[bytes, int]:
+    with session(settings) as conn:
+        return dict(conn.execute("SELECT pseudonym, kinds FROM breach_pseudonyms"
+                                 " WHERE breach_id = ?", [breach]).fetchall())
+
+
+def assert_matches(report: IngestReport, truth: Truth, keyring: Keyring, settings: Settings) -> None:
+    assert report.rows_read == truth.rows_read
+    assert report.invalid_by_reason == dict(sorted(truth.invalid_by_reason.items()))
+    assert report.rows_invalid == truth.rows_invalid
+    assert report.rows_duplicate == truth.rows_duplicate
+    assert report.distinct_numbers == report.new_numbers == truth.distinct
+    p = keyring.pseudonymizer()
+    assert pseudonyms(settings, report.breach) == {p.pseudonym(e): k for e, k in truth.kinds.items()}
+
+
+def no_plaintext(settings: Settings, truth: Truth, *texts: str) -> None:
+    """The plaintext scan, on a fixed sample of the dump's numbers (the scan is quadratic; a
+    leak would be systematic, not per number)."""
+    sample = sorted(set(truth.numbers))[:: max(1, len(set(truth.numbers)) // 150)]
+    assert scan([settings.home], sample, texts) == []
+
+
+@pytest.fixture
+def dump(tmp_path: Path) -> tuple[Path, Truth]:
+    f = tmp_path / "in" / "France.txt"
+    f.parent.mkdir()
+    return f, write_facebook(f, 3000, seed=11)
+
+
+def test_dirty_facebook_dump_exact_counts(
+    settings: Settings, keyring: Keyring, dump: tuple[Path, Truth]
+) -> None:
+    path, truth = dump
+    report = ingest(settings, keyring, [path], "fb", title="Facebook 2021 FR")
+    assert_matches(report, truth, keyring, settings)
+    assert report.files == 1 and report.header_lines == 1
+    assert set(report.as_dict()) >= {
+        "breach", "rows_read", "rows_invalid", "invalid_by_reason", "rows_duplicate",
+        "distinct_numbers", "new_numbers", "prefix_bits", "k", "min_bucket", "seconds",
+        "files_skipped"}
+    no_plaintext(settings, truth, json.dumps(report.as_dict()))
+
+
+def test_crlf_dump_exact_counts(settings: Settings, keyring: Keyring, tmp_path: Path) -> None:
+    f = tmp_path / "crlf.txt"
+    truth = write_facebook(f, 1500, seed=5, crlf=True, header=False)
+    report = ingest(settings, keyring, [f], "crlf")
+    assert_matches(report, truth, keyring, settings)
+    no_plaintext(settings, truth)
+
+
+def test_rerun_changes_nothing(settings: Settings, keyring: Keyring, dump: tuple[Path, Truth]) -> None:
+    path, truth = dump
+    ingest(settings, keyring, [path], "fb")
+    before = store(settings)
+    again = ingest(settings, keyring, [path.parent], "fb")
+    assert again.new_numbers == 0 and again.rows_read == 0 and again.files_skipped == 1
+    assert again.distinct_numbers == truth.distinct
+    assert store(settings) == before
+    no_plaintext(settings, truth)
+
+
+def test_added_file_adds_only_new_and_ors_kinds(
+    settings: Settings, keyring: Keyring, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    ta = write_facebook(a, 1200, seed=1, regions=("FR",))
+    tb = write_facebook(b, 1200, seed=2, regions=("FR",))
+    ingest(settings, keyring, [a], "fb")
+    report = ingest(settings, keyring, [a, b], "fb")
+    assert report.files_skipped == 1 and report.rows_read == tb.rows_read
+    assert report.new_numbers == len(set(tb.kinds) - set(ta.kinds))
+    union = dict(ta.kinds)
+    for e, k in tb.kinds.items():
+        union[e] = union.get(e, 0) | k
+    p = keyring.pseudonymizer()
+    assert pseudonyms(settings, "fb") == {p.pseudonym(e): k for e, k in union.items()}
+    with session(settings) as conn:
+        row = conn.execute("SELECT rows_read, distinct_numbers FROM breaches").fetchone()
+    assert row == (ta.rows_read + tb.rows_read, len(union))
+    no_plaintext(settings, Truth(numbers=ta.numbers + tb.numbers))
+
+
+def test_byte_range_shards_give_the_same_result(
+    settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], tmp_path: Path
+) -> None:
+    path, truth = dump
+    spec = make_spec(settings, "fb")
+    shards = plan_shards([path], "facebook-2021", shard_bytes=20_000)
+    assert len(shards) > 5
+    out = tmp_path / "parts"
+    kid = keyring.active_id("pseudonym")
+    results = [process_shard(s, settings.keyring_path, kid, spec, out) for s in shards]
+    report = merge_shards(settings, spec, results)
+    assert_matches(report, truth, keyring, settings)
+    no_plaintext(settings, truth)
+    assert scan([out], sorted(set(truth.numbers))[:150]) == []
+
+
+def test_gz_and_zip(settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], tmp_path: Path) -> None:
+    path, truth = dump
+    gz = tmp_path / "France.txt.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    report = ingest(settings, keyring, [gz], "gz")
+    assert_matches(report, truth, keyring, settings)
+    zp = tmp_path / "dump.zip"
+    with zipfile.ZipFile(zp, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(path, "France.txt")
+    report = ingest(settings, keyring, [zp], "zip")
+    assert_matches(report, truth, keyring, settings)
+    assert list(settings.tmp_dir.iterdir()) == []
+    no_plaintext(settings, truth)
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_csv_with_default_region(
+    settings: Settings, keyring: Keyring, tmp_path: Path, delimiter: str
+) -> None:
+    f = tmp_path / "list.csv"
+    truth = write_csv(f, 1500, region="GB", seed=3, delimiter=delimiter, phone_column="Mobile")
+    report = ingest(settings, keyring, [f], "csv", fmt="csv", default_region="gb",
+                    phone_column="mobile")
+    assert_matches(report, truth, keyring, settings)
+    no_plaintext(settings, truth)
+
+
+def test_csv_missing_phone_column(settings: Settings, keyring: Keyring, tmp_path: Path) -> None:
+    f = tmp_path / "list.csv"
+    f.write_text("name,email\nAna,a@example.org\n")
+    with pytest.raises(BadInput, match=r"list\.csv.*phone column"):
+        ingest(settings, keyring, [f], "csv", fmt="csv")
+    with pytest.raises(BadInput, match="--phone-column"):
+        ingest(settings, keyring, [f], "csv", fmt="csv", phone_column="tel")
+    assert store(settings)["breaches"] == []
+
+
+def test_bad_inputs_leave_store_unchanged(
+    settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], tmp_path: Path
+) -> None:
+    path, truth = dump
+    ingest(settings, keyring, [path], "fb")
+    before = store(settings)
+    garbage = tmp_path / "garbage.txt"
+    garbage.write_bytes(os.urandom(50_000))
+    csv = tmp_path / "list.csv"
+    write_csv(csv, 300, seed=1)
+    cases = [
+        ([tmp_path / "missing.txt"], "fb", {}, "no such file"),
+        ([path, garbage], "fb", {}, "garbage.txt"),
+        ([csv], "fb", {}, "list.csv"),  # a CSV declared as facebook-2021
+        ([path], "fb", {"fmt": "xml"}, "unknown format"),
+        ([path], "fb", {"default_region": "XX"}, "unknown region"),
+        ([path], "bad id!", {}, "breach id"),
+    ]
+    for paths, breach, kw, message in cases:
+        with pytest.raises(BadInput, match=message) as info:
+            ingest(settings, keyring, paths, breach, **kw)
+        assert scan([], truth.numbers, [str(info.value)]) == []
+        assert store(settings) == before
+    no_plaintext(settings, truth)
+
+
+def test_injected_failure_before_commit_leaves_store_unchanged(
+    settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, truth = dump
+    before = store(settings)
+
+    def boom() -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(merge, "_before_commit", boom)
+    with pytest.raises(RuntimeError):
+        ingest(settings, keyring, [path], "fb")
+    assert store(settings) == before
+    monkeypatch.undo()
+    assert_matches(ingest(settings, keyring, [path], "fb"), truth, keyring, settings)
+    no_plaintext(settings, truth)
+
+
+KILL_SCRIPT = """
+import sys, time
+from pathlib import Path
+from breach_notify.crypto import Keyring
+from breach_notify.settings import Settings
+from breach_notify.store.ingest import ingest, merge
+home, path, marker = map(Path, sys.argv[1:4])
+def hold():
+    marker.write_text("in transaction")
+    time.sleep(120)
+merge._before_commit = hold
+s = Settings(home=home)
+ingest(s, Keyring.load(s.keyring_path), [path], "fb")
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_mid_merge_leaves_store_unchanged(
+    settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], tmp_path: Path
+) -> None:
+    path, truth = dump
+    before = store(settings)
+    marker = tmp_path / "marker"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(settings.home), str(path),
+                             str(marker)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert store(settings) == before
+    assert_matches(ingest(settings, keyring, [path], "fb"), truth, keyring, settings)
+    no_plaintext(settings, truth)
+
+
+def _largest_l(values: list[bytes], k: int) -> tuple[int, int]:
+    n = len(values)
+    best = (0, n)
+    for bits in range(1, 33):
+        if n < k * 2**bits:
+            break
+        counts: dict[int, int] = {}
+        for v in values:
+            b = int.from_bytes(v[:4], "big") >> (32 - bits)
+            counts[b] = counts.get(b, 0) + 1
+        if len(counts) == 2**bits and min(counts.values()) >= k:
+            best = (bits, min(counts.values()))
+    return best
+
+
+@pytest.mark.parametrize("k", [1, 10, 50, 5000])
+def test_buckets_are_the_largest_k_anonymous_prefix(
+    settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], k: int
+) -> None:
+    path, truth = dump
+    report = ingest(settings, keyring, [path], "fb", k=k)
+    values = list(pseudonyms(settings, "fb"))
+    bits, smallest = _largest_l(values, k)
+    assert (report.prefix_bits, report.min_bucket, report.k) == (bits, smallest, k)
+    if k > truth.distinct:
+        assert report.prefix_bits == 0
+
+
+def test_breach_summary_suppresses_small_cells(
+    settings: Settings, keyring: Keyring, tmp_path: Path
+) -> None:
+    f = tmp_path / "d.txt"
+    f.write_text("33612345678:1:Ana:::::::::\n33612345679:2:Bo:::::::::\n"
+                 "33612345670:3:Cy:B:female:::::::\n")
+    ingest(settings, keyring, [f], "tiny", k=3)
+    from breach_notify.store.ingest import breach_summary
+
+    with session(settings) as conn:
+        s = breach_summary(conn, "tiny")
+    assert s["distinct_numbers"] == 3 and s["prefix_bits"] == 0 and s["min_bucket"] == 3
+    assert s["exposed"] == {"account_id": 3, "name": 3}
+    assert s["exposed_suppressed"] == ["gender"]
+    with session(settings) as conn, pytest.raises(BadInput):
+        breach_summary(conn, "nope")
+
+
+@pytest.mark.slow
+def test_memory_limit_much_smaller_than_the_dump(tmp_path: Path) -> None:
+    from breach_notify.synthetic import write_facebook_fast
+
+    settings = Settings(home=tmp_path / "home", memory_limit="64MB", threads=2)
+    settings.ensure_home()
+    keyring = Keyring.create(settings.keyring_path)
+    f = tmp_path / "big.txt"
+    write_facebook_fast(f, 1_500_000, seed=3)
+    assert f.stat().st_size > 2 * 64 * 2**20
+    report = ingest(settings, keyring, [f], "big")
+    assert report.rows_read == 1_500_000
+    with duckdb.connect(str(settings.db_path), read_only=True) as conn:
+        row = conn.execute("SELECT count(*) FROM breach_pseudonyms").fetchone()
+    assert row is not None and row[0] == report.distinct_numbers
