@@ -310,6 +310,16 @@ def test_crash_then_restart_twilio(world: World, fake: FakeTwilio, n: int, after
     assert fake.requests["list"] >= 1  # reconciled by looking the number up
 
 
+def test_reconciliation_takes_the_gateways_latest_status(world: World, fake: FakeTwilio) -> None:
+    gw = open_gateway(fake.gateway_url(), world.settings)
+    with pytest.raises(Crash):
+        _run(world, Crashing(gw, 1, after=True))
+    fake.ledger[0]["status"] = "delivered"  # its callback found no gateway id to attach to
+    _run(world, open_gateway(fake.gateway_url(), world.settings))
+    assert world.states() == {"delivered": 1, "sent": len(world.expected) - 1}
+    _ledger_exactly_once(fake, world.expected)
+
+
 @pytest.mark.parametrize("after", [False, True])
 def test_crash_then_restart_dryrun(world: World, after: bool) -> None:
     out = world.settings.home / "outbox" / "dryrun.jsonl"

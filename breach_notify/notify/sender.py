@@ -31,7 +31,7 @@ from typing import Any
 import duckdb
 
 from breach_notify.crypto import InvalidToken, Keyring, Sealed, Sealer
-from breach_notify.notify import quiet
+from breach_notify.notify import delivery, quiet
 from breach_notify.notify.errors import (
     AccountError,
     GatewayError,
@@ -316,10 +316,13 @@ class _Run:
     def _settle(self, nid: str, found: SentRecord | bool | None) -> None:
         conn = self.store.get()
         if isinstance(found, SentRecord):
+            # The gateway may know more than "sent" by now (its callbacks had no id to go to).
+            state = delivery.STATES.get(found.status.lower(), "sent")
             conn.execute(
-                "UPDATE notices SET state = 'sent', gateway_id = ?, sent_at = ?, updated_at = now()"
+                "UPDATE notices SET state = ?, gateway_id = ?, sent_at = ?, updated_at = now(),"
+                " delivered_at = CASE WHEN ? = 'delivered' THEN now() END"
                 " WHERE id = ? AND state = 'sending'",
-                [found.gateway_id, found.created_at, nid],
+                [state, found.gateway_id, found.created_at, state, nid],
             )
         elif found is False:
             conn.execute(
