@@ -11,7 +11,7 @@ from breach_notify.store.db import session
 
 def match_cmd(
     ctx: typer.Context,
-    breach: str = typer.Option(None, "--breach", help="Only this breach [default: all]."),
+    breach: str = typer.Option(None, "--breach", help="Only this breach (default: all)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Create pending notices for active subscribers found in breaches."""
@@ -28,7 +28,7 @@ def match_cmd(
 def send_cmd(
     ctx: typer.Context,
     gateway: str = typer.Option(..., "--gateway", help="dryrun://, memory:// or twilio://?from=…"),
-    rate: float = typer.Option(None, "--rate", help="Segments per second [default: unlimited]."),
+    rate: float = typer.Option(None, "--rate", help="Segments per second (default: unlimited)."),
     max_messages: int = typer.Option(None, "--max", help="Send at most N notices in this run."),
     ignore_quiet_hours: bool = typer.Option(
         False, "--ignore-quiet-hours", help="Send even outside the recipients' local window."
