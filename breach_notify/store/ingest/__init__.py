@@ -101,7 +101,7 @@ def ingest(
     started = time.monotonic()
     spec = make_spec(settings, breach_id, title=title, fmt=fmt, phone_column=phone_column,
                      default_region=default_region, k=k)
-    shards = plan_shards([Path(p) for p in paths], fmt)
+    shards = plan_shards([Path(p) for p in paths], fmt, exclude=settings.home)
     conn = connect(settings)
     try:
         row = conn.execute("SELECT key_id FROM breaches WHERE id = ?", [breach_id]).fetchone()

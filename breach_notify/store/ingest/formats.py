@@ -58,14 +58,17 @@ class Shard:
         return (self.end if self.end is not None else self.size) - self.start
 
 
-def expand(paths: list[Path]) -> list[Path]:
-    """Files named directly, or every non-hidden file below a directory, sorted."""
+def expand(paths: list[Path], exclude: Path | None = None) -> list[Path]:
+    """Files named directly, or every non-hidden file below a directory (except below
+    ``exclude``, the data dir), sorted."""
     found: list[Path] = []
+    skip = exclude.resolve() if exclude is not None else None
     for p in paths:
         if p.is_dir():
             found += sorted(
                 f for f in p.rglob("*")
                 if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                and (skip is None or not f.resolve().is_relative_to(skip))
             )
         elif p.is_file():
             found.append(p)
@@ -88,12 +91,17 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def plan_shards(paths: list[Path], fmt: str, *, shard_bytes: int = SHARD_BYTES) -> list[Shard]:
-    """Shards for ``paths``: one per file or zip member, plain facebook files split by bytes."""
+def plan_shards(
+    paths: list[Path], fmt: str, *, shard_bytes: int = SHARD_BYTES, exclude: Path | None = None
+) -> list[Shard]:
+    """Shards for ``paths``: one per file or zip member, plain facebook files split by bytes.
+
+    ``exclude`` (the data dir) is never read when a directory is given.
+    """
     if fmt not in FORMATS:
         raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     shards: list[Shard] = []
-    for path in expand(paths):
+    for path in expand(paths, exclude):
         digest = file_sha256(path)
         size = path.stat().st_size
         if path.suffix.lower() == ".zip":
