@@ -142,3 +142,32 @@ def test_stop_from_another_process_during_a_paced_run(settings: Settings, keyrin
         assert set(got) == w.expected - {by_sid[s] for s in late}
         assert set(got.values()) == {1}
     assert scan([settings.home], w.numbers, outputs) == []
+
+
+@pytest.mark.slow
+def test_two_senders_at_once_send_each_notice_once(settings: Settings, keyring: Keyring) -> None:
+    """The deployments run one sender, but two by mistake must still not duplicate anything."""
+    w = build(settings, keyring, n=50, seed=23)
+    outputs: list[str] = []
+    with FakeTwilio(delay=0.005) as fake:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "breach_notify", "--home", str(settings.home), "send",
+                 "--gateway", fake.gateway_url(), "--rate", "20", "--ignore-quiet-hours",
+                 "--json"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={**os.environ, **env()},
+            )
+            for _ in range(2)
+        ]
+        reports = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            outputs += [out, err]
+            assert proc.returncode == 0, err
+            reports.append(json.loads(out))
+        assert sum(r["sent"] for r in reports) == len(w.expected)
+        # (whether they interleave depends on who catches the lock between waits)
+        got = fake.recipients()
+        assert set(got) == w.expected and set(got.values()) == {1}
+    assert scan([settings.home], w.numbers, outputs) == []
