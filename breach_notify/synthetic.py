@@ -20,7 +20,6 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from breach_notify.numbers import InvalidNumber, parse_number
 from breach_notify.store.ingest.rows import BIT
 
-
 DEFAULT_REGIONS = ("FR", "GB", "US", "IT", "BR", "DE", "IN", "NG", "RU", "KZ", "AR", "MX", "CA")
 _FIRST = ("Ana", "Bo", "Chen", "Dara", "Émile", "Farah", "Gö", "Hana", "Ivo", "Jun", "Kai", "Lea")
 _LAST = ("Abara", "Berg", "Costa", "Dumont", "Eze", "Fontaine", "Gallo", "Haas", "Ito", "Jovic")
@@ -118,8 +117,19 @@ def _facebook_fields(rng: random.Random) -> tuple[list[str], int]:
         if rng.random() < 0.3:
             f[i] = ""
     kinds = 0
-    names = ("account_id", "name", "name", "gender", "location", "location", "relationship",
-             "work", "date", "email", "birthday")
+    names = (
+        "account_id",
+        "name",
+        "name",
+        "gender",
+        "location",
+        "location",
+        "relationship",
+        "work",
+        "date",
+        "email",
+        "birthday",
+    )
     for name, value in zip(names, f, strict=True):
         if value.strip():
             kinds |= BIT[name]
@@ -151,22 +161,29 @@ def _phone_field(rng: random.Random, regions: tuple[str, ...], seen: list[str]) 
 
 
 def write_facebook(
-    path: Path, rows: int, *, seed: int = 0, regions: tuple[str, ...] = DEFAULT_REGIONS,
-    header: bool = True, crlf: bool = False,
+    path: Path,
+    rows: int,
+    *,
+    seed: int = 0,
+    regions: tuple[str, ...] = DEFAULT_REGIONS,
+    header: bool = True,
+    crlf: bool = False,
 ) -> Truth:
     """Write a dirty ``facebook-2021`` dump of about ``rows`` lines and return its truth.
 
     Dirt: header line, blank lines, CRLF, truncated lines, colons in ``date`` and ``work``,
     localised gender, invalid UTF-8 in names, duplicates, short/long/empty/foreign phone fields.
     """
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (fictional data, not secrets)
     truth = Truth()
     seen: list[str] = []
     out: list[bytes] = []
     nl = b"\r\n" if crlf else b"\n"
     if header:
-        out.append(b"phone:id:first_name:last_name:gender:current_city:hometown:relationship:"
-                   b"work:date:email:birthday")
+        out.append(
+            b"phone:id:first_name:last_name:gender:current_city:hometown:relationship:"
+            b"work:date:email:birthday"
+        )
     for _ in range(rows):
         roll = rng.random()
         if roll < 0.02:
@@ -195,11 +212,16 @@ def write_facebook(
 
 
 def write_csv(
-    path: Path, rows: int, *, region: str = "GB", seed: int = 0, delimiter: str = ",",
+    path: Path,
+    rows: int,
+    *,
+    region: str = "GB",
+    seed: int = 0,
+    delimiter: str = ",",
     phone_column: str = "phone",
 ) -> Truth:
     """Write a dirty CSV dump (national and international forms, quoted fields) and its truth."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (fictional data, not secrets)
     truth = Truth()
     regions = (region, region, region, "FR", "US")
     lines = [delimiter.join(["name", phone_column, "email", "city"])]

@@ -31,10 +31,24 @@ def shard_of(path: Path, **kw: object) -> formats.Shard:
     return formats.Shard(0, path, formats.file_sha256(path), path.stat().st_size, **kw)  # type: ignore[arg-type]
 
 
-FULL = ("33612345678:100012345:Ana:Berg:female:Lyon, France:Paris:Single:ACME:"
-        "3/14/2018 12:00:00 AM:ana@example.org:1/2")
-ALL_KINDS = sum(BIT[k] for k in ("account_id", "name", "gender", "location", "relationship",
-                                  "work", "date", "email", "birthday"))
+FULL = (
+    "33612345678:100012345:Ana:Berg:female:Lyon, France:Paris:Single:ACME:"
+    "3/14/2018 12:00:00 AM:ana@example.org:1/2"
+)
+ALL_KINDS = sum(
+    BIT[k]
+    for k in (
+        "account_id",
+        "name",
+        "gender",
+        "location",
+        "relationship",
+        "work",
+        "date",
+        "email",
+        "birthday",
+    )
+)
 
 
 def test_full_line_with_date_colons() -> None:
@@ -47,8 +61,15 @@ def test_colons_in_work_and_empty_fields() -> None:
     assert parse([line]) == [("33612345678", kinds, None)]
     # no time in the date field, colons in work
     line = "33612345678:1:A:B:f:c:h:r:w1:w2::x@example.org:"
-    kinds = (BIT["account_id"] | BIT["name"] | BIT["gender"] | BIT["location"] | BIT["relationship"]
-             | BIT["work"] | BIT["email"])
+    kinds = (
+        BIT["account_id"]
+        | BIT["name"]
+        | BIT["gender"]
+        | BIT["location"]
+        | BIT["relationship"]
+        | BIT["work"]
+        | BIT["email"]
+    )
     assert parse([line]) == [("33612345678", kinds, None)]
 
 
@@ -57,16 +78,25 @@ def test_only_phone_and_empty_rest() -> None:
 
 
 def test_truncated_blank_header_empty_phone() -> None:
-    out = parse(["33612345678:1:Ana", "   ", "phone:id:first:last:gender:city:home:rel:work:date:"
-                 "email:bday", ":1:A:B:f:c:h:r:w:d:e:b", " 33612345678 :1:A:B:f:c:h:r:w:d:e:b"])
+    out = parse(
+        [
+            "33612345678:1:Ana",
+            "   ",
+            "phone:id:first:last:gender:city:home:rel:work:date:email:bday",
+            ":1:A:B:f:c:h:r:w:d:e:b",
+            " 33612345678 :1:A:B:f:c:h:r:w:d:e:b",
+        ]
+    )
     assert [r[2] for r in out] == ["truncated_line", "_blank", "_header", "empty", None]
     assert out[4][0] == "33612345678"
 
 
 def test_reader_crlf_blank_lines_invalid_utf8(tmp_path: Path) -> None:
     f = tmp_path / "Czech Republic.txt"
-    f.write_bytes(FULL.encode() + b"\r\n\r\n" + b"420601123456:1:\xff\xfeJan:Nov\xe1k:mu\xc5\xbe:"
-                  b"Praha::::::" + b"\r\n" + b"\n" + FULL.encode())
+    f.write_bytes(
+        FULL.encode() + b"\r\n\r\n" + b"420601123456:1:\xff\xfeJan:Nov\xe1k:mu\xc5\xbe:"
+        b"Praha::::::" + b"\r\n" + b"\n" + FULL.encode()
+    )
     lines = read_lines(shard_of(f))
     assert len(lines) == 3
     assert all("\r" not in line for line in lines)
@@ -126,8 +156,10 @@ def test_missing_path_and_binary(tmp_path: Path) -> None:
 @pytest.mark.parametrize("delim", [",", ";", "\t", "|"])
 def test_csv_sniffing_and_quoted_fields(tmp_path: Path, delim: str) -> None:
     f = tmp_path / "d.csv"
-    f.write_text(f'name{delim}Phone{delim}e-mail\n"Berg{delim} Ana"{delim}+44 7700 900123{delim}'
-                 f'a@example.org\n"x""y"{delim}07700 900124{delim}\n')
+    f.write_text(
+        f'name{delim}Phone{delim}e-mail\n"Berg{delim} Ana"{delim}+44 7700 900123{delim}'
+        f'a@example.org\n"x""y"{delim}07700 900124{delim}\n'
+    )
     shard = shard_of(f)
     layout = formats.sniff_csv(shard, formats.head(shard))
     assert layout.delimiter == delim and layout.columns == ("name", "Phone", "e-mail")
@@ -137,8 +169,10 @@ def test_csv_sniffing_and_quoted_fields(tmp_path: Path, delim: str) -> None:
     con = duckdb.connect()
     con.register("bn_src", table)
     got = con.execute(rows.csv_sql(layout.columns, 1)).fetchall()
-    assert got == [("+44 7700 900123", BIT["name"] | BIT["email"], None),
-                   ("07700 900124", BIT["name"], None)]
+    assert got == [
+        ("+44 7700 900123", BIT["name"] | BIT["email"], None),
+        ("07700 900124", BIT["name"], None),
+    ]
 
 
 def test_csv_latin1_fallback(tmp_path: Path) -> None:
@@ -150,6 +184,7 @@ def test_csv_latin1_fallback(tmp_path: Path) -> None:
 
 
 def test_kind_of_column() -> None:
-    assert [rows.kind_of_column(c) for c in ("First Name", "EMAIL", "dob", "City", "sex",
-                                              "employer", "user_id", "whatever")] == [
-        "name", "email", "birthday", "location", "gender", "work", "account_id", "other"]
+    assert [
+        rows.kind_of_column(c)
+        for c in ("First Name", "EMAIL", "dob", "City", "sex", "employer", "user_id", "whatever")
+    ] == ["name", "email", "birthday", "location", "gender", "work", "account_id", "other"]

@@ -39,27 +39,37 @@ def store(settings: Settings) -> dict[str, Any]:
     with session(settings) as conn:
         return {
             "breaches": conn.execute("SELECT * FROM breaches ORDER BY id").fetchall(),
-            "files": conn.execute("SELECT breach_id, content_sha256, name, bytes, rows_read"
-                                  " FROM breach_files ORDER BY ALL").fetchall(),
+            "files": conn.execute(
+                "SELECT breach_id, content_sha256, name, bytes, rows_read"
+                " FROM breach_files ORDER BY ALL"
+            ).fetchall(),
             "pseudonyms": conn.execute(
-                "SELECT breach_id, pseudonym, kinds FROM breach_pseudonyms ORDER BY ALL").fetchall(),
+                "SELECT breach_id, pseudonym, kinds FROM breach_pseudonyms ORDER BY ALL"
+            ).fetchall(),
         }
 
 
 def pseudonyms(settings: Settings, breach: str) -> dict[bytes, int]:
     with session(settings) as conn:
-        return dict(conn.execute("SELECT pseudonym, kinds FROM breach_pseudonyms"
-                                 " WHERE breach_id = ?", [breach]).fetchall())
+        return dict(
+            conn.execute(
+                "SELECT pseudonym, kinds FROM breach_pseudonyms WHERE breach_id = ?", [breach]
+            ).fetchall()
+        )
 
 
-def assert_matches(report: IngestReport, truth: Truth, keyring: Keyring, settings: Settings) -> None:
+def assert_matches(
+    report: IngestReport, truth: Truth, keyring: Keyring, settings: Settings
+) -> None:
     assert report.rows_read == truth.rows_read
     assert report.invalid_by_reason == dict(sorted(truth.invalid_by_reason.items()))
     assert report.rows_invalid == truth.rows_invalid
     assert report.rows_duplicate == truth.rows_duplicate
     assert report.distinct_numbers == report.new_numbers == truth.distinct
     p = keyring.pseudonymizer()
-    assert pseudonyms(settings, report.breach) == {p.pseudonym(e): k for e, k in truth.kinds.items()}
+    assert pseudonyms(settings, report.breach) == {
+        p.pseudonym(e): k for e, k in truth.kinds.items()
+    }
 
 
 def no_plaintext(settings: Settings, truth: Truth, *texts: str) -> None:
@@ -84,9 +94,19 @@ def test_dirty_facebook_dump_exact_counts(
     assert_matches(report, truth, keyring, settings)
     assert report.files == 1 and report.header_lines == 1
     assert set(report.as_dict()) >= {
-        "breach", "rows_read", "rows_invalid", "invalid_by_reason", "rows_duplicate",
-        "distinct_numbers", "new_numbers", "prefix_bits", "k", "min_bucket", "seconds",
-        "files_skipped"}
+        "breach",
+        "rows_read",
+        "rows_invalid",
+        "invalid_by_reason",
+        "rows_duplicate",
+        "distinct_numbers",
+        "new_numbers",
+        "prefix_bits",
+        "k",
+        "min_bucket",
+        "seconds",
+        "files_skipped",
+    }
     no_plaintext(settings, truth, json.dumps(report.as_dict()))
 
 
@@ -98,7 +118,9 @@ def test_crlf_dump_exact_counts(settings: Settings, keyring: Keyring, tmp_path: 
     no_plaintext(settings, truth)
 
 
-def test_rerun_changes_nothing(settings: Settings, keyring: Keyring, dump: tuple[Path, Truth]) -> None:
+def test_rerun_changes_nothing(
+    settings: Settings, keyring: Keyring, dump: tuple[Path, Truth]
+) -> None:
     path, truth = dump
     ingest(settings, keyring, [path], "fb")
     before = store(settings)
@@ -146,7 +168,9 @@ def test_byte_range_shards_give_the_same_result(
     assert scan([out], sorted(set(truth.numbers))[:150]) == []
 
 
-def test_gz_and_zip(settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], tmp_path: Path) -> None:
+def test_gz_and_zip(
+    settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], tmp_path: Path
+) -> None:
     path, truth = dump
     gz = tmp_path / "France.txt.gz"
     gz.write_bytes(gzip.compress(path.read_bytes()))
@@ -167,8 +191,9 @@ def test_csv_with_default_region(
 ) -> None:
     f = tmp_path / "list.csv"
     truth = write_csv(f, 1500, region="GB", seed=3, delimiter=delimiter, phone_column="Mobile")
-    report = ingest(settings, keyring, [f], "csv", fmt="csv", default_region="gb",
-                    phone_column="mobile")
+    report = ingest(
+        settings, keyring, [f], "csv", fmt="csv", default_region="gb", phone_column="mobile"
+    )
     assert_matches(report, truth, keyring, settings)
     no_plaintext(settings, truth)
 
@@ -250,8 +275,11 @@ def test_kill_9_mid_merge_leaves_store_unchanged(
     path, truth = dump
     before = store(settings)
     marker = tmp_path / "marker"
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(settings.home), str(path),
-                             str(marker)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(settings.home), str(path), str(marker)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 120
         while not marker.exists():
@@ -301,8 +329,9 @@ def test_breach_summary_suppresses_small_cells(
     settings: Settings, keyring: Keyring, tmp_path: Path
 ) -> None:
     f = tmp_path / "d.txt"
-    f.write_text("33612345678:1:Ana:::::::::\n33612345679:2:Bo:::::::::\n"
-                 "33612345670:3:Cy:B:female:::::::\n")
+    f.write_text(
+        "33612345678:1:Ana:::::::::\n33612345679:2:Bo:::::::::\n33612345670:3:Cy:B:female:::::::\n"
+    )
     ingest(settings, keyring, [f], "tiny", k=3)
     from breach_notify.store.ingest import breach_summary
 

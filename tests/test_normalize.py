@@ -20,13 +20,40 @@ from phonenumbers import phonenumberutil as pnu
 from breach_notify.store.ingest.normalize import phone_sql, python_verdict
 
 REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
-SAMPLE_REGIONS = ("GB", "US", "CA", "FR", "DE", "IT", "BR", "AR", "MX", "RU", "KZ", "IN", "JP",
-                  "AU", "NG", "GG", "JE", "IM", "VA", "SM", "FI", "AX", "NO", "SJ", "CN", "ZA")
+SAMPLE_REGIONS = (
+    "GB",
+    "US",
+    "CA",
+    "FR",
+    "DE",
+    "IT",
+    "BR",
+    "AR",
+    "MX",
+    "RU",
+    "KZ",
+    "IN",
+    "JP",
+    "AU",
+    "NG",
+    "GG",
+    "JE",
+    "IM",
+    "VA",
+    "SM",
+    "FI",
+    "AX",
+    "NO",
+    "SJ",
+    "CN",
+    "ZA",
+)
 _CON = duckdb.connect()
 
 
-def sql_verdicts(values: list[str], region: str | None, *, plus: bool = False
-                 ) -> list[tuple[str | None, str | None]]:
+def sql_verdicts(
+    values: list[str], region: str | None, *, plus: bool = False
+) -> list[tuple[str | None, str | None]]:
     """(e164, reason) per value from the SQL path; (None, None) = left to Python."""
     _CON.execute("CREATE OR REPLACE TEMP TABLE v (bn_rowid INTEGER, raw VARCHAR)")
     _CON.executemany("INSERT INTO v VALUES (?, ?)", list(enumerate(values)))
@@ -54,8 +81,14 @@ def check(values: Iterable[str], region: str | None, *, plus: bool = False) -> f
 
 def examples(region: str) -> list[phonenumbers.PhoneNumber]:
     out = []
-    for t in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE, PhoneNumberType.TOLL_FREE,
-              PhoneNumberType.PREMIUM_RATE, PhoneNumberType.VOIP, PhoneNumberType.UAN):
+    for t in (
+        PhoneNumberType.MOBILE,
+        PhoneNumberType.FIXED_LINE,
+        PhoneNumberType.TOLL_FREE,
+        PhoneNumberType.PREMIUM_RATE,
+        PhoneNumberType.VOIP,
+        PhoneNumberType.UAN,
+    ):
         n = phonenumbers.example_number_for_type(region, t)
         if n is not None:
             out.append(n)
@@ -68,9 +101,19 @@ def forms(num: phonenumbers.PhoneNumber, rng: random.Random) -> list[str]:
     national = phonenumbers.format_number(num, PhoneNumberFormat.NATIONAL)
     noisy = "".join(c + rng.choice(("", "", " ", ".", "-")) for c in e164[1:])
     return [
-        e164, intl, national, "00" + e164[1:], "011 " + e164[1:], "+" + noisy,
-        intl.replace(" ", "."), intl.replace(" ", "-"), "(" + national + ")",
-        national.replace(" ", ""), e164[:-1], e164 + "7", " " + e164 + " ",
+        e164,
+        intl,
+        national,
+        "00" + e164[1:],
+        "011 " + e164[1:],
+        "+" + noisy,
+        intl.replace(" ", "."),
+        intl.replace(" ", "-"),
+        "(" + national + ")",
+        national.replace(" ", ""),
+        e164[:-1],
+        e164 + "7",
+        " " + e164 + " ",
         f"+{num.country_code} (0) {phonenumbers.national_significant_number(num)}",
     ]
 
@@ -78,27 +121,47 @@ def forms(num: phonenumbers.PhoneNumber, rng: random.Random) -> list[str]:
 def test_every_phonenumbers_regex_compiles_in_duckdb() -> None:
     patterns: set[str] = set()
     metas = [PhoneMetadata.metadata_for_region(r, None) for r in REGIONS]
-    metas += [PhoneMetadata.metadata_for_nongeo_region(cc, None)
-              for cc in pnu.COUNTRY_CODES_FOR_NON_GEO_REGIONS]
+    metas += [
+        PhoneMetadata.metadata_for_nongeo_region(cc, None)
+        for cc in pnu.COUNTRY_CODES_FOR_NON_GEO_REGIONS
+    ]
     for m in metas:
         assert m is not None
         for attr in ("national_prefix_for_parsing", "international_prefix", "leading_digits"):
             if getattr(m, attr):
                 patterns.add(getattr(m, attr))
-        for desc in (m.general_desc, m.fixed_line, m.mobile, m.toll_free, m.premium_rate,
-                     m.shared_cost, m.voip, m.personal_number, m.pager, m.uan, m.voicemail):
+        for desc in (
+            m.general_desc,
+            m.fixed_line,
+            m.mobile,
+            m.toll_free,
+            m.premium_rate,
+            m.shared_cost,
+            m.voip,
+            m.personal_number,
+            m.pager,
+            m.uan,
+            m.voicemail,
+        ):
             if desc is not None and desc.national_number_pattern:
                 patterns.add(desc.national_number_pattern)
     for p in patterns:
         _CON.execute("SELECT regexp_full_match('0', ?)", [p]).fetchall()
     for region in (None, "GB", "BR"):  # and the generated SQL binds (compiles every regex)
-        _CON.execute(f"SELECT * FROM ({phone_sql('(SELECT 1 AS bn_rowid, NULL AS raw)', 'raw', region)})")
+        _CON.execute(
+            f"SELECT * FROM ({phone_sql('(SELECT 1 AS bn_rowid, NULL AS raw)', 'raw', region)})"
+        )
 
 
 def test_examples_of_every_region_international_forms() -> None:
     rng = random.Random(1)
-    values = [f for r in REGIONS for n in examples(r) for f in forms(n, rng)
-              if f.lstrip(" (").startswith("+")]
+    values = [
+        f
+        for r in REGIONS
+        for n in examples(r)
+        for f in forms(n, rng)
+        if f.lstrip(" (").startswith("+")
+    ]
     share = check(values, None)
     assert share > 0.9
 
@@ -109,8 +172,14 @@ def test_examples_of_every_region_as_facebook_digits() -> None:
         for n in examples(r):
             digits = phonenumbers.format_number(n, PhoneNumberFormat.E164)[1:]
             nsn = phonenumbers.national_significant_number(n)
-            values += [digits, digits[:-1], digits + "1", f"{n.country_code}0{nsn}",
-                       f"{n.country_code}1{nsn}", "0" + digits]
+            values += [
+                digits,
+                digits[:-1],
+                digits + "1",
+                f"{n.country_code}0{nsn}",
+                f"{n.country_code}1{nsn}",
+                "0" + digits,
+            ]
     assert check(values, None, plus=True) > 0.9
 
 
@@ -129,19 +198,77 @@ def test_examples_national_and_noisy_every_region() -> None:
 
 
 EDGE = [
-    "", " ", "+", "++", "+0", "+1", "+12", "+123", "+1234", "00", "000", "0044", "+44", "+440",
-    "+4400", "+44 0", "+44 (0)20 7946 0018", "+44 20 7946 0018 ext. 12", "+44 20 7946 0018#",
-    "tel:+44-20-7946-0018", "+1 800 FLOWERS", "+999 1234567", "+0 123456", "1-800-555-0199",
-    "+39 06 6988 1234", "+39 0 6988 1234", "+390669812345", "+7 701 123 4567", "+7 912 345 6789",
-    "+1 268 464 1234", "+1 441 234 5678", "+599 9 123 4567", "+262 269 12 34 56", "+8001234 5678",
-    "+80012345678", "+882 1234 5678", "+99912345678901234567", "+1234567890123456789",
-    "+44 7700 900123", "+447700900123", "(+44) 7700-900-123", "+44.7700.900.123", "+ 44 7700 900123",
-    "44 7700 900123", "07700 900123", "7700 900123", "0044 7700 900123", "011 44 7700 900123",
-    "+55 11 91234-5678", "+55 (11) 91234-5678", "+54 9 11 1234-5678", "+54 11 1234-5678",
-    "+52 1 55 1234 5678", "+61 0412 345 678", "+33 0 6 12 34 56 78", "+330612345678",
-    "+49 (0)30 123456", "+4930123456", "+81 3-1234-5678", "+8603112345678", "٠٧٧٠٠٩٠٠١٢٣",
-    "+４４７７００９００１２３", "+44 7700 900123 / 124", "+44 7700 900123; 07700 900124",
-    "12", "123", "1234567", "0" * 20, "9" * 30, "+" + "9" * 250, "+44\t7700\t900123",
+    "",
+    " ",
+    "+",
+    "++",
+    "+0",
+    "+1",
+    "+12",
+    "+123",
+    "+1234",
+    "00",
+    "000",
+    "0044",
+    "+44",
+    "+440",
+    "+4400",
+    "+44 0",
+    "+44 (0)20 7946 0018",
+    "+44 20 7946 0018 ext. 12",
+    "+44 20 7946 0018#",
+    "tel:+44-20-7946-0018",
+    "+1 800 FLOWERS",
+    "+999 1234567",
+    "+0 123456",
+    "1-800-555-0199",
+    "+39 06 6988 1234",
+    "+39 0 6988 1234",
+    "+390669812345",
+    "+7 701 123 4567",
+    "+7 912 345 6789",
+    "+1 268 464 1234",
+    "+1 441 234 5678",
+    "+599 9 123 4567",
+    "+262 269 12 34 56",
+    "+8001234 5678",
+    "+80012345678",
+    "+882 1234 5678",
+    "+99912345678901234567",
+    "+1234567890123456789",
+    "+44 7700 900123",
+    "+447700900123",
+    "(+44) 7700-900-123",
+    "+44.7700.900.123",
+    "+ 44 7700 900123",
+    "44 7700 900123",
+    "07700 900123",
+    "7700 900123",
+    "0044 7700 900123",
+    "011 44 7700 900123",
+    "+55 11 91234-5678",
+    "+55 (11) 91234-5678",
+    "+54 9 11 1234-5678",
+    "+54 11 1234-5678",
+    "+52 1 55 1234 5678",
+    "+61 0412 345 678",
+    "+33 0 6 12 34 56 78",
+    "+330612345678",
+    "+49 (0)30 123456",
+    "+4930123456",
+    "+81 3-1234-5678",
+    "+8603112345678",
+    "٠٧٧٠٠٩٠٠١٢٣",
+    "+４４７７００９００１２３",
+    "+44 7700 900123 / 124",
+    "+44 7700 900123; 07700 900124",
+    "12",
+    "123",
+    "1234567",
+    "0" * 20,
+    "9" * 30,
+    "+" + "9" * 250,
+    "+44\t7700\t900123",
 ]
 
 

@@ -1,4 +1,4 @@
-"""The ingest stage: dump files → deduplicated, k-anonymous pseudonyms in DuckDB (DESIGN §1, §4, §5).
+"""The ingest stage: dump files → deduplicated, k-anonymous pseudonyms in DuckDB (DESIGN §1-§5).
 
 ``ingest`` is the whole stage, all-or-nothing, built from three runner-independent steps that a
 scale-out runner (Dask) can call itself:
@@ -57,8 +57,14 @@ _BREACH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def make_spec(
-    settings: Settings, breach_id: str, *, title: str | None = None, fmt: str = "facebook-2021",
-    phone_column: str | None = None, default_region: str | None = None, k: int | None = None,
+    settings: Settings,
+    breach_id: str,
+    *,
+    title: str | None = None,
+    fmt: str = "facebook-2021",
+    phone_column: str | None = None,
+    default_region: str | None = None,
+    k: int | None = None,
 ) -> IngestSpec:
     """Validate the options of an ingest and bundle them (with memory settings) as a spec."""
     if not _BREACH_ID.match(breach_id or ""):
@@ -74,9 +80,15 @@ def make_spec(
         raise BadInput("--phone-column applies to --format csv only")
     settings.ensure_home()
     return IngestSpec(
-        breach_id=breach_id, fmt=fmt, title=title, phone_column=phone_column,
-        default_region=region, k=k, memory_limit=settings.memory_limit,
-        threads=settings.threads, tmp_dir=settings.tmp_dir,
+        breach_id=breach_id,
+        fmt=fmt,
+        title=title,
+        phone_column=phone_column,
+        default_region=region,
+        k=k,
+        memory_limit=settings.memory_limit,
+        threads=settings.threads,
+        tmp_dir=settings.tmp_dir,
     )
 
 
@@ -99,14 +111,25 @@ def ingest(
     content is already recorded for the breach are skipped, so a re-run changes nothing.
     """
     started = time.monotonic()
-    spec = make_spec(settings, breach_id, title=title, fmt=fmt, phone_column=phone_column,
-                     default_region=default_region, k=k)
+    spec = make_spec(
+        settings,
+        breach_id,
+        title=title,
+        fmt=fmt,
+        phone_column=phone_column,
+        default_region=default_region,
+        k=k,
+    )
     shards = plan_shards([Path(p) for p in paths], fmt, exclude=settings.home)
     conn = connect(settings)
     try:
         row = conn.execute("SELECT key_id FROM breaches WHERE id = ?", [breach_id]).fetchone()
-        known = {r[0] for r in conn.execute(
-            "SELECT content_sha256 FROM breach_files WHERE breach_id = ?", [breach_id]).fetchall()}
+        known = {
+            r[0]
+            for r in conn.execute(
+                "SELECT content_sha256 FROM breach_files WHERE breach_id = ?", [breach_id]
+            ).fetchall()
+        }
     finally:
         conn.close()
     key_id = str(row[0]) if row else keyring.active_id("pseudonym")
@@ -126,8 +149,13 @@ def ingest(
 
 
 def _run_shards(
-    shards: list[Shard], settings: Settings, keyring: Keyring, key_id: str, spec: IngestSpec,
-    out_dir: Path, progress: bool,
+    shards: list[Shard],
+    settings: Settings,
+    keyring: Keyring,
+    key_id: str,
+    spec: IngestSpec,
+    out_dir: Path,
+    progress: bool,
 ) -> list[ShardResult]:
     """Shards one after another, each using all DuckDB threads (measured faster on few cores
     than shards side by side); a progress bar on stderr when asked."""
@@ -146,15 +174,24 @@ def _run_shards(
 
         from breach_notify.flows.cli.common import err
 
-        bar = Progress("ingest", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                       TimeRemainingColumn(), console=err, transient=False)
+        bar = Progress(
+            "ingest",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        )
         task = bar.add_task("ingest", total=total)
         tick = lambda n: bar.update(task, advance=n)  # noqa: E731
         bar.start()
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
-            futures = [pool.submit(process_shard, s, keyring_path, key_id, spec, out_dir, tick=tick)
-                       for s in shards]
+            futures = [
+                pool.submit(process_shard, s, keyring_path, key_id, spec, out_dir, tick=tick)
+                for s in shards
+            ]
             return [f.result() for f in futures]
     finally:
         if bar is not None:

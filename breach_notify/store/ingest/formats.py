@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -29,8 +29,17 @@ SHARD_BYTES = 256 * 1024 * 1024
 _BLOCK = 1 << 22
 _SNIFF = 1 << 16
 #: Column names taken to be the phone column when ``--phone-column`` is not given.
-PHONE_COLUMNS = ("phone", "phone_number", "phonenumber", "mobile", "msisdn", "tel", "telephone",
-                 "cell", "number")
+PHONE_COLUMNS = (
+    "phone",
+    "phone_number",
+    "phonenumber",
+    "mobile",
+    "msisdn",
+    "tel",
+    "telephone",
+    "cell",
+    "number",
+)
 
 
 @dataclass(frozen=True)
@@ -66,8 +75,10 @@ def expand(paths: list[Path], exclude: Path | None = None) -> list[Path]:
     for p in paths:
         if p.is_dir():
             found += sorted(
-                f for f in p.rglob("*")
-                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                f
+                for f in p.rglob("*")
+                if f.is_file()
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
                 and (skip is None or not f.resolve().is_relative_to(skip))
             )
         elif p.is_file():
@@ -193,7 +204,8 @@ def open_bytes(shard: Shard, tick: Callable[[int], None] = lambda n: None) -> IO
             return raw
         fh = shard.path.open("rb")
         if shard.path.suffix.lower() == ".gz":
-            return gzip.GzipFile(fileobj=io.BufferedReader(_Counting(fh, tick), _BLOCK))
+            gz = gzip.GzipFile(fileobj=io.BufferedReader(_Counting(fh, tick), _BLOCK))
+            return cast(IO[bytes], gz)
         return io.BufferedReader(_Range(fh, shard.start, shard.end, tick), _BLOCK)
     except (OSError, zipfile.BadZipFile, KeyError):
         raise BadInput(f"{shard.label}: cannot be opened; check the file") from None
@@ -214,8 +226,9 @@ def check_not_binary(shard: Shard, sample: bytes) -> None:
         return
     control = sum(1 for b in sample if b < 9 or 13 < b < 32)
     if b"\0" in sample or control > len(sample) // 20:
-        raise BadInput(f"{shard.label}: looks like binary data, not a text dump; "
-                       "check the file and --format")
+        raise BadInput(
+            f"{shard.label}: looks like binary data, not a text dump; check the file and --format"
+        )
 
 
 def _open_csv(schema: pa.Schema, stream: IO[bytes], **options: Any) -> pa.RecordBatchReader:
@@ -247,12 +260,18 @@ def facebook_reader(
     return _open_csv(
         pa.schema([("line", pa.string())]),
         open_bytes(shard, tick),
-        read_options=pacsv.ReadOptions(column_names=["line"], block_size=_BLOCK,
-                                       encoding="latin1"),
-        parse_options=pacsv.ParseOptions(delimiter="\x1f", quote_char=False, escape_char=False,
-                                          invalid_row_handler=_skipper(on_bad)),
-        convert_options=pacsv.ConvertOptions(column_types={"line": pa.string()},
-                                             strings_can_be_null=False, quoted_strings_can_be_null=False),
+        read_options=pacsv.ReadOptions(column_names=["line"], block_size=_BLOCK, encoding="latin1"),
+        parse_options=pacsv.ParseOptions(
+            delimiter="\x1f",
+            quote_char=False,
+            escape_char=False,
+            invalid_row_handler=_skipper(on_bad),
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types={"line": pa.string()},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
     )
 
 
@@ -295,10 +314,17 @@ def csv_reader(
     return _open_csv(
         pa.schema([(n, pa.string()) for n in names]),
         open_bytes(shard, tick),
-        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=_BLOCK,
-                                       encoding=layout.encoding),
-        parse_options=pacsv.ParseOptions(delimiter=layout.delimiter, newlines_in_values=True,
-                                          invalid_row_handler=_skipper(on_bad)),
-        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                             strings_can_be_null=False, quoted_strings_can_be_null=False),
+        read_options=pacsv.ReadOptions(
+            column_names=names, skip_rows=1, block_size=_BLOCK, encoding=layout.encoding
+        ),
+        parse_options=pacsv.ParseOptions(
+            delimiter=layout.delimiter,
+            newlines_in_values=True,
+            invalid_row_handler=_skipper(on_bad),
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
     )

@@ -70,7 +70,9 @@ def check_formats(spec: IngestSpec, results: Sequence[ShardResult]) -> None:
             )
 
 
-def merge_shards(settings: Settings, spec: IngestSpec, results: Sequence[ShardResult]) -> IngestReport:
+def merge_shards(
+    settings: Settings, spec: IngestSpec, results: Sequence[ShardResult]
+) -> IngestReport:
     """One transaction: breach row, files, new pseudonyms (kinds OR-ed), buckets, counters.
 
     Results of files already recorded for the breach are ignored, so a repeated merge changes
@@ -91,21 +93,30 @@ def merge_shards(settings: Settings, spec: IngestSpec, results: Sequence[ShardRe
 
 
 def _merge(
-    conn: duckdb.DuckDBPyConnection, settings: Settings, spec: IngestSpec,
-    results: Sequence[ShardResult], started: float,
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    spec: IngestSpec,
+    results: Sequence[ShardResult],
+    started: float,
 ) -> IngestReport:
     bid = spec.breach_id
     report = IngestReport(breach=bid)
     conn.execute("BEGIN TRANSACTION")
     try:
         existing = conn.execute("SELECT key_id, k FROM breaches WHERE id = ?", [bid]).fetchone()
-        known = {r[0] for r in conn.execute(
-            "SELECT content_sha256 FROM breach_files WHERE breach_id = ?", [bid]).fetchall()}
+        known = {
+            r[0]
+            for r in conn.execute(
+                "SELECT content_sha256 FROM breach_files WHERE breach_id = ?", [bid]
+            ).fetchall()
+        }
         fresh = [r for r in results if r.shard.content_sha256 not in known]
         key_ids = {r.key_id for r in fresh}
         if existing is not None and key_ids - {existing[0]}:
-            raise BadInput(f"breach {bid} was hashed under pseudonym key {existing[0]}; "
-                           "ingest its new files under that key")
+            raise BadInput(
+                f"breach {bid} was hashed under pseudonym key {existing[0]}; "
+                "ingest its new files under that key"
+            )
         report.files_skipped = len({r.shard.content_sha256 for r in results} & known)
         k = spec.k or (int(existing[1]) if existing else settings.default_k)
         report.k = k
@@ -155,8 +166,17 @@ def _merge(
                    rows_duplicate = rows_duplicate + ?, distinct_numbers = ?,
                    invalid_by_reason = ?, updated_at = now()
                WHERE id = ?""",
-            [k, bits, min_bucket, report.rows_read, report.rows_invalid, report.rows_duplicate,
-             distinct, json.dumps(dict(sorted(total_reasons.items()))), bid],
+            [
+                k,
+                bits,
+                min_bucket,
+                report.rows_read,
+                report.rows_invalid,
+                report.rows_duplicate,
+                distinct,
+                json.dumps(dict(sorted(total_reasons.items()))),
+                bid,
+            ],
         )
         _before_commit()
         conn.execute("COMMIT")
@@ -171,11 +191,15 @@ def _before_commit() -> None:
 
 
 def _merge_partition(
-    conn: duckdb.DuckDBPyConnection, bid: str, paths: list[str], update: bool,
+    conn: duckdb.DuckDBPyConnection,
+    bid: str,
+    paths: list[str],
+    update: bool,
     report: IngestReport,
 ) -> int:
     conn.execute(
-        "CREATE OR REPLACE TEMP TABLE bn_part AS SELECT pseudonym, bit_or(kinds)::USMALLINT AS kinds"
+        "CREATE OR REPLACE TEMP TABLE bn_part AS"
+        " SELECT pseudonym, bit_or(kinds)::USMALLINT AS kinds"
         " FROM read_parquet(?) GROUP BY pseudonym",
         [paths],
     )
@@ -185,7 +209,8 @@ def _merge_partition(
         conn.execute(
             """UPDATE breach_pseudonyms AS b SET kinds = (b.kinds | n.kinds)::USMALLINT
                FROM bn_part AS n
-               WHERE b.breach_id = ? AND b.pseudonym = n.pseudonym AND b.kinds | n.kinds <> b.kinds""",
+               WHERE b.breach_id = ? AND b.pseudonym = n.pseudonym
+                 AND b.kinds | n.kinds <> b.kinds""",
             [bid],
         )
         before = _count(conn, bid)
@@ -209,7 +234,9 @@ def _merge_partition(
 
 
 def _count(conn: duckdb.DuckDBPyConnection, bid: str) -> int:
-    row = conn.execute("SELECT count(*) FROM breach_pseudonyms WHERE breach_id = ?", [bid]).fetchone()
+    row = conn.execute(
+        "SELECT count(*) FROM breach_pseudonyms WHERE breach_id = ?", [bid]
+    ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -244,9 +271,22 @@ def breach_summary(conn: duckdb.DuckDBPyConnection, breach_id: str) -> dict[str,
     ).fetchone()
     if row is None:
         raise BadInput(f"no breach {breach_id!r}; see 'breach-notify breaches list'")
-    cols = ("breach", "title", "format", "key_id", "k", "prefix_bits", "min_bucket", "rows_read",
-            "rows_invalid", "rows_duplicate", "distinct_numbers", "invalid_by_reason",
-            "created_at", "updated_at")
+    cols = (
+        "breach",
+        "title",
+        "format",
+        "key_id",
+        "k",
+        "prefix_bits",
+        "min_bucket",
+        "rows_read",
+        "rows_invalid",
+        "rows_duplicate",
+        "distinct_numbers",
+        "invalid_by_reason",
+        "created_at",
+        "updated_at",
+    )
     out: dict[str, Any] = dict(zip(cols, row, strict=True))
     out["invalid_by_reason"] = json.loads(row[11]) if row[11] else {}
     out["created_at"] = str(row[12])
@@ -265,7 +305,9 @@ def breach_summary(conn: duckdb.DuckDBPyConnection, breach_id: str) -> dict[str,
             suppressed.append(kind)
     out["exposed"] = exposed
     out["exposed_suppressed"] = suppressed
-    files = conn.execute("SELECT count(*) FROM breach_files WHERE breach_id = ?", [breach_id]).fetchone()
+    files = conn.execute(
+        "SELECT count(*) FROM breach_files WHERE breach_id = ?", [breach_id]
+    ).fetchone()
     out["files"] = int(files[0]) if files else 0
     return out
 
@@ -278,17 +320,34 @@ def list_breaches(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
                   (SELECT count(*) FROM breach_files f WHERE f.breach_id = b.id)
            FROM breaches b ORDER BY b.id"""
     ).fetchall()
-    cols = ("breach", "title", "format", "k", "prefix_bits", "min_bucket", "rows_read",
-            "rows_invalid", "distinct_numbers", "updated_at", "files")
+    cols = (
+        "breach",
+        "title",
+        "format",
+        "k",
+        "prefix_bits",
+        "min_bucket",
+        "rows_read",
+        "rows_invalid",
+        "distinct_numbers",
+        "updated_at",
+        "files",
+    )
     return [{**dict(zip(cols, r, strict=True)), "updated_at": str(r[9])} for r in rows]
 
 
-def _finish(conn: duckdb.DuckDBPyConnection, report: IngestReport, started: float, bid: str) -> IngestReport:
+def _finish(
+    conn: duckdb.DuckDBPyConnection, report: IngestReport, started: float, bid: str
+) -> IngestReport:
     row = conn.execute(
         "SELECT distinct_numbers, prefix_bits, k, min_bucket FROM breaches WHERE id = ?", [bid]
     ).fetchone()
     if row is not None:
-        report.distinct_numbers, report.prefix_bits, report.k = int(row[0]), int(row[1]), int(row[2])
+        report.distinct_numbers, report.prefix_bits, report.k = (
+            int(row[0]),
+            int(row[1]),
+            int(row[2]),
+        )
         report.min_bucket = None if row[3] is None else int(row[3])
     report.seconds += time.monotonic() - started
     return report

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import phonenumbers
 from phonenumbers import PhoneMetadata
 from phonenumbers import phonenumberutil as _pnu
 
@@ -157,20 +156,24 @@ def _validity_sql() -> str:
                 else "false"
             )
             if meta.leading_digits is not None:
-                whens.append(f"WHEN regexp_matches(_bn_nsn, {_q('^(?:' + meta.leading_digits + ')')}) "
-                             f"THEN {valid}")
+                whens.append(
+                    f"WHEN regexp_matches(_bn_nsn, {_q('^(?:' + meta.leading_digits + ')')}) "
+                    f"THEN {valid}"
+                )
             else:
                 whens.append(f"WHEN {valid} THEN true")
         branches.append(f"WHEN '{cc}' THEN (CASE {' '.join(whens)} ELSE false END)")
     g_all = "^(?:" + "|".join(singles_g) + ")$"
     t_all = "^(?:" + "|".join(singles_t) + ")$"
-    single = (f"(regexp_full_match(_bn_cc || '#' || _bn_s, {_q(g_all)}) "
-              f"AND regexp_full_match(_bn_cc || '#' || _bn_s, {_q(t_all)}))")
+    single = (
+        f"(regexp_full_match(_bn_cc || '#' || _bn_s, {_q(g_all)}) "
+        f"AND regexp_full_match(_bn_cc || '#' || _bn_s, {_q(t_all)}))"
+    )
     return f"CASE _bn_cc {' '.join(branches)} ELSE {single} END"
 
 
 def phone_sql(source: str, column: str, region: str | None, *, plus: bool = False) -> str:
-    """A SELECT over ``source`` adding ``e164`` and ``reason`` (both NULL: undecided) to its columns.
+    """A SELECT over ``source`` adding ``e164`` and ``reason`` (both NULL: undecided).
 
     ``column`` holds the raw value; with ``plus`` the value is read as ``'+' || value`` (the
     ``facebook-2021`` convention); ``region`` is the default region for national forms. The
@@ -192,8 +195,8 @@ def phone_sql(source: str, column: str, region: str | None, *, plus: bool = Fals
         own = str(meta.country_code)
         idd_len = f"""CASE WHEN NOT _bn_ok THEN NULL
             WHEN _bn_plus THEN 0
-            WHEN regexp_matches(_bn_d, {_q('^(?:' + idd + ')[1-9]')})
-            THEN length(regexp_extract(_bn_d, {_q('^(?:' + idd + ')')})) ELSE 0 END"""
+            WHEN regexp_matches(_bn_d, {_q("^(?:" + idd + ")[1-9]")})
+            THEN length(regexp_extract(_bn_d, {_q("^(?:" + idd + ")")})) ELSE 0 END"""
         natl = f"""CASE WHEN _bn_idd = 0 AND NOT _bn_plus AND NOT starts_with(_bn_d, {_q(own)})
             THEN _bn_d END"""
         no_cc = "false"

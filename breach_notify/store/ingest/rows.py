@@ -103,7 +103,9 @@ def csv_sql(columns: tuple[str, ...], phone_index: int) -> str:
     parts = []
     for i, name in enumerate(columns):
         if i != phone_index:
-            parts.append(f"(CASE WHEN {_filled(f'c{i}')} THEN {BIT[kind_of_column(name)]} ELSE 0 END)")
+            parts.append(
+                f"(CASE WHEN {_filled(f'c{i}')} THEN {BIT[kind_of_column(name)]} ELSE 0 END)"
+            )
     kinds = " | ".join(parts) or "0"
     return f"""
     SELECT phone, ({kinds})::USMALLINT AS kinds,

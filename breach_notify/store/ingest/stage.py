@@ -73,8 +73,10 @@ def reference(raw: str, fmt: str, region: str | None) -> tuple[str | None, str]:
 
 
 def _connect(spec: IngestSpec) -> duckdb.DuckDBPyConnection:
-    config: dict[str, str | int | bool] = {"memory_limit": spec.memory_limit,
-                                           "preserve_insertion_order": False}
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": spec.memory_limit,
+        "preserve_insertion_order": False,
+    }
     if spec.threads:
         config["threads"] = spec.threads
     if spec.tmp_dir is not None:
@@ -87,18 +89,27 @@ def _phone_column(shard: formats.Shard, layout: formats.CsvLayout, wanted: str |
     if wanted is not None:
         if wanted.lower() in names:
             return names.index(wanted.lower())
-        raise BadInput(f"{shard.label}: no column named {wanted!r} in the header "
-                       f"({len(names)} columns); check --phone-column")
+        raise BadInput(
+            f"{shard.label}: no column named {wanted!r} in the header "
+            f"({len(names)} columns); check --phone-column"
+        )
     for candidate in formats.PHONE_COLUMNS:
         if candidate in names:
             return names.index(candidate)
-    raise BadInput(f"{shard.label}: no phone column found in the header ({len(names)} columns); "
-                   "name it with --phone-column")
+    raise BadInput(
+        f"{shard.label}: no phone column found in the header ({len(names)} columns); "
+        "name it with --phone-column"
+    )
 
 
 def process_shard(
-    shard: formats.Shard, keyring_path: Path, key_id: str, spec: IngestSpec, out_dir: Path,
-    *, tick: Callable[[int], None] = lambda n: None,
+    shard: formats.Shard,
+    keyring_path: Path,
+    key_id: str,
+    spec: IngestSpec,
+    out_dir: Path,
+    *,
+    tick: Callable[[int], None] = lambda n: None,
 ) -> ShardResult:
     """Read, normalise, pseudonymise one shard; write ``out_dir/pX/shard-N.parquet``.
 
@@ -129,8 +140,10 @@ def process_shard(
         con.register("bn_src", reader)
         _run(con, row_sql, region, spec, pseudonymizer, shard, out_dir, result)
     except (duckdb.Error, pa.ArrowException, OSError, EOFError, UnicodeError):
-        raise BadInput(f"{shard.label}: cannot be read as {spec.fmt} (malformed or corrupt "
-                       "data); check the file and --format") from None
+        raise BadInput(
+            f"{shard.label}: cannot be read as {spec.fmt} (malformed or corrupt "
+            "data); check the file and --format"
+        ) from None
     finally:
         con.close()
     if bad[0]:
@@ -139,7 +152,9 @@ def process_shard(
     return result
 
 
-def query(row_sql: str, region: str | None, fmt: str, p: Pseudonymizer) -> tuple[str, dict[str, bytes]]:
+def query(
+    row_sql: str, region: str | None, fmt: str, p: Pseudonymizer
+) -> tuple[str, dict[str, bytes]]:
     """The shard's one streaming query and its parameters (the HMAC pads)."""
     hmac = p.sql_expression("e164")
     norm = phone_sql("bn_rows", "bn_phone", region, plus=fmt == "facebook-2021")
@@ -161,8 +176,14 @@ def query(row_sql: str, region: str | None, fmt: str, p: Pseudonymizer) -> tuple
 
 
 def _run(
-    con: duckdb.DuckDBPyConnection, row_sql: str, region: str | None, spec: IngestSpec,
-    p: Pseudonymizer, shard: formats.Shard, out_dir: Path, result: ShardResult,
+    con: duckdb.DuckDBPyConnection,
+    row_sql: str,
+    region: str | None,
+    spec: IngestSpec,
+    p: Pseudonymizer,
+    shard: formats.Shard,
+    out_dir: Path,
+    result: ShardResult,
 ) -> None:
     reasons: Counter[str] = Counter()
     sql, params = query(row_sql, region, spec.fmt, p)
@@ -211,15 +232,20 @@ def _run(
                             else:
                                 hi = mid
                         stop = lo
-                        write(value, table.slice(start, stop - start).select(["pseudonym", "kinds"])
-                              .cast(_SCHEMA))
+                        write(
+                            value,
+                            table.slice(start, stop - start)
+                            .select(["pseudonym", "kinds"])
+                            .cast(_SCHEMA),
+                        )
                         start = stop
             raw = batch.column("raw")
             if raw.null_count < batch.num_rows:
                 mask = pc.is_valid(raw)
                 sub = pa.Table.from_batches([batch]).filter(mask)
-                for value, kinds in zip(sub.column("raw").to_pylist(),
-                                        sub.column("kinds").to_pylist(), strict=True):
+                for value, kinds in zip(
+                    sub.column("raw").to_pylist(), sub.column("kinds").to_pylist(), strict=True
+                ):
                     e164, why = reference(value, spec.fmt, region)
                     result.python_decided += 1
                     if e164 is None:
@@ -228,8 +254,12 @@ def _run(
                         extra_p.append(p.pseudonym(e164))
                         extra_k.append(int(kinds))
         if extra_p:
-            table = pa.table({"pseudonym": pa.array(extra_p, pa.binary()),
-                              "kinds": pa.array(extra_k, pa.uint16())})
+            table = pa.table(
+                {
+                    "pseudonym": pa.array(extra_p, pa.binary()),
+                    "kinds": pa.array(extra_k, pa.uint16()),
+                }
+            )
             for part in range(PARTITIONS):
                 idx = [i for i, ps in enumerate(extra_p) if ps[0] >> 4 == part]
                 if idx:
