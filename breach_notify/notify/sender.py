@@ -274,6 +274,8 @@ class _Run:
                 continue
             self._settle(nid, found)
             self.report.reconciled += 1
+            if self.store.held_for() > HOLD_SECONDS:
+                self.store.close()  # lookups are network calls: let the webhooks in meanwhile
 
     def _find_sent(
         self,
