@@ -48,7 +48,7 @@ def _wait_for(cond: Any, timeout: float = 60) -> None:
 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_restart(settings: Settings, keyring: Keyring) -> None:
-    w = build(settings, keyring, n=80, seed=21)
+    w = build(settings, keyring, n=150, seed=21)
     outputs: list[str] = []
     rng = random.Random(5)
     with FakeTwilio(delay=0.01) as fake:
@@ -135,7 +135,7 @@ def test_stop_from_another_process_during_a_paced_run(settings: Settings, keyrin
         out, err = proc.communicate(timeout=60)
         outputs += [out, err]
         assert proc.returncode == 0, err
-        assert waited < 2.0
+        assert waited < 5.0  # the real proof: the STOP took effect mid-run, below
         report = json.loads(out)
         assert report["suppressed"] == 3 and report["sent"] == len(w.expected) - 3
         got = fake.recipients()
