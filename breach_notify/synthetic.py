@@ -270,7 +270,8 @@ def write_facebook_fast(path: Path, rows: int, *, seed: int = 0, region: str = "
     ex = phonenumbers.example_number_for_type(region, PhoneNumberType.MOBILE)
     assert ex is not None
     e164 = _e164(ex)[1:]
-    head, width = e164[:-6], 6
+    width = min(8, len(phonenumbers.national_significant_number(ex)) - 1)
+    head = e164[:-width]
     con = duckdb.connect()
     try:
         con.execute(f"SELECT setseed({(seed % 1000) / 1000})")

@@ -1,0 +1,153 @@
+"""Ingest throughput against two baselines, measured in the same run on this machine.
+
+- naive: ``phonenumbers.parse`` + ``is_valid_number`` + E.164 + ``hmac`` per row in Python (on a
+  sample of lines, single thread — what a straightforward script would do);
+- floor: DuckDB reading the same file + one SHA-256 per row + ``count(DISTINCT …)``;
+- breach-notify: ``store.ingest.ingest`` into a fresh store (normalise, HMAC, dedup, buckets).
+
+Rates are *marginal* rows/s between a small and a large dump (fixed start-up excluded):
+``(N_large - N_small) / (t_large - t_small)``. Also prints the ingest's peak RSS (a subprocess)
+against the configured DuckDB memory limit.
+
+    python benchmarks/ingest.py [--small 1000000] [--large 5000000] [--memory-limit 2GB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+from breach_notify.crypto import Keyring
+from breach_notify.numbers import InvalidNumber, parse_number
+from breach_notify.settings import Settings
+from breach_notify.store.ingest import ingest
+from breach_notify.synthetic import write_facebook_fast
+
+
+def naive_rate(path: Path, sample: int) -> float:
+    """Rows/s of the per-row Python baseline over the first ``sample`` lines."""
+    key = os.urandom(32)
+    lines = []
+    with path.open("rb") as fh:
+        for _ in range(sample):
+            lines.append(fh.readline().decode("utf-8", "replace"))
+    seen: set[bytes] = set()
+    t = time.perf_counter()
+    for line in lines:
+        phone = line.split(":", 1)[0].strip()
+        try:
+            e164 = parse_number("+" + phone).value
+        except InvalidNumber:
+            continue
+        seen.add(hmac.new(key, e164.encode(), hashlib.sha256).digest())
+    return len(lines) / (time.perf_counter() - t)
+
+
+def floor_seconds(path: Path, memory_limit: str) -> float:
+    con = duckdb.connect(config={"memory_limit": memory_limit})
+    t = time.perf_counter()
+    con.execute(
+        f"""SELECT count(DISTINCT sha256(split_part(line, ':', 1)))
+            FROM read_csv('{path}', columns={{'line': 'VARCHAR'}}, delim='\\x1f', quote='',
+                          escape='', header=false, auto_detect=false)"""
+    ).fetchall()
+    seconds = time.perf_counter() - t
+    con.close()
+    return seconds
+
+
+def ingest_seconds(path: Path, work: Path, memory_limit: str) -> tuple[float, dict[str, object]]:
+    home = work / f"home-{path.stem}"
+    shutil.rmtree(home, ignore_errors=True)
+    settings = Settings(home=home, memory_limit=memory_limit)
+    settings.ensure_home()
+    ring = Keyring.create(settings.keyring_path)
+    t = time.perf_counter()
+    report = ingest(settings, ring, [path], "bench")
+    seconds = time.perf_counter() - t
+    shutil.rmtree(home, ignore_errors=True)
+    return seconds, report.as_dict()
+
+
+def peak_rss_mb(path: Path, work: Path, memory_limit: str) -> float:
+    """Peak RSS of a separate process running the ingest of ``path``."""
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, %r);"
+        "from ingest import ingest_seconds; ingest_seconds(Path(%r), Path(%r), %r)"
+        % (str(Path(__file__).parent), str(path), str(work / "rss"), memory_limit)
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--small", type=int, default=1_000_000)
+    ap.add_argument("--large", type=int, default=5_000_000)
+    ap.add_argument("--sample", type=int, default=20_000, help="rows for the naive baseline")
+    ap.add_argument("--memory-limit", default="2GB")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        small, large = work / "small.txt", work / "large.txt"
+        write_facebook_fast(small, args.small, seed=1)
+        write_facebook_fast(large, args.large, seed=2)
+        naive = naive_rate(small, args.sample)
+        f_small, f_large = floor_seconds(small, args.memory_limit), floor_seconds(
+            large, args.memory_limit
+        )
+        i_small, r_small = ingest_seconds(small, work, args.memory_limit)
+        i_large, r_large = ingest_seconds(large, work, args.memory_limit)
+        rows = args.large - args.small
+        floor = rows / max(f_large - f_small, 1e-9)
+        ours = rows / max(i_large - i_small, 1e-9)
+        rss = peak_rss_mb(large, work, args.memory_limit)
+        result = {
+            "rows_small": args.small,
+            "rows_large": args.large,
+            "naive_rows_per_s": round(naive),
+            "floor_rows_per_s": round(floor),
+            "ingest_rows_per_s": round(ours),
+            "ingest_vs_floor": round(ours / floor, 3),
+            "ingest_vs_naive": round(ours / naive, 1),
+            "floor_seconds": [round(f_small, 3), round(f_large, 3)],
+            "ingest_seconds": [round(i_small, 3), round(i_large, 3)],
+            "sql_decided_share": round(
+                int(r_large["sql_decided"])  # type: ignore[call-overload]
+                / max(int(r_large["rows_read"]) - int(r_large["rows_invalid"]), 1),  # type: ignore[call-overload]
+                4,
+            ),
+            "peak_rss_mb": round(rss),
+            "memory_limit": args.memory_limit,
+            "cpus": os.cpu_count(),
+        }
+        del r_small
+        if args.json:
+            print(json.dumps(result))
+        else:
+            for k, v in result.items():
+                print(f"{k:>20}: {v}")
+            print(
+                f"\nbreach-notify ingest: {ours:,.0f} rows/s marginal = {ours / floor:.2f} x floor "
+                f"({floor:,.0f} rows/s), {ours / naive:.0f} x naive ({naive:,.0f} rows/s); "
+                f"targets >= 0.5 x floor and >= 20 x naive"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
