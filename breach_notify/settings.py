@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     quiet_start: time = time(9, 0)
     quiet_end: time = time(20, 0)
     default_language: str = "en"
+    opt_out_line: str | None = None  # None: each language's own "Reply STOP to opt out"
 
     # Webhooks
     public_url: str | None = None

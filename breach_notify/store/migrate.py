@@ -21,8 +21,8 @@ def available() -> list[tuple[int, str, str]]:
 
 
 def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
-    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-    return int(row[0]) if row else 0
+    rows = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
 def migrate(conn: duckdb.DuckDBPyConnection) -> int:
