@@ -45,6 +45,7 @@ from breach_notify.notify.throttle import Backoff, TokenBucket
 from breach_notify.numbers import E164
 from breach_notify.settings import Settings
 from breach_notify.store import db
+from breach_notify.subscribers import consent
 
 log = logging.getLogger(__name__)
 
@@ -612,13 +613,4 @@ class _Run:
     def _opt_out(self, conn: duckdb.DuckDBPyConnection, sid: str, code: str | None) -> None:
         """The carrier says the recipient opted out (Twilio 21610): record it like a STOP."""
         self.opted_out.add(sid)
-        changed = conn.execute(
-            "UPDATE subscribers SET status = 'opted_out', updated_at = now()"
-            " WHERE id = ? AND status = 'active' RETURNING id",
-            [sid],
-        ).fetchall()
-        if changed:
-            conn.execute(
-                "INSERT INTO subscriber_events (subscriber_id, event, source) VALUES (?, ?, ?)",
-                [sid, "opted_out", f"gateway:{code or 'opted_out'}"],
-            )
+        consent.opt_out(conn, sid, f"gateway:{code or 'opted_out'}")
