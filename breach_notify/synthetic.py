@@ -131,7 +131,7 @@ def _facebook_fields(rng: random.Random) -> tuple[list[str], int]:
         "birthday",
     )
     for name, value in zip(names, f, strict=True):
-        if value.strip():
+        if value:
             kinds |= BIT[name]
     return f, kinds
 

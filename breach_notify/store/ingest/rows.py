@@ -24,9 +24,8 @@ KINDS = (
 BIT = {k: 1 << i for i, k in enumerate(KINDS)}
 HEADER_WORDS = ("phone", "phone_number", "phonenumber", "msisdn", "mobile", "tel", "number")
 _WS = "' ' || chr(9) || chr(13)"
-_DATE1 = r"\d{1,2}/\d{1,2}/\d{2,4} \d{1,2}"
-_DATE2 = r"\d{2}"
-_DATE3 = r"\d{2}(?: ?[AaPp][Mm])?"
+#: ``date`` as ``M/D/YYYY H:MM:SS AM`` followed by ``email`` and ``birthday`` (no colons).
+_DATE = r":\d{1,2}/\d{1,2}/\d{2,4} \d{1,2}:\d{2}:\d{2}(?: ?[AaPp][Mm])?:[^:]*:[^:]*$"
 
 #: CSV column-name keywords → kind (first match wins); other columns count as ``other``.
 _CSV_KINDS = (
@@ -52,7 +51,8 @@ def kind_of_column(name: str) -> str:
 
 
 def _filled(expr: str) -> str:
-    return f"(trim(coalesce({expr}, ''), {_WS}) <> '')"
+    """Non-empty: at least one character (a whitespace-only value counts as exposed too)."""
+    return f"(coalesce({expr}, '') <> '')"
 
 
 def facebook_sql() -> str:
@@ -61,39 +61,33 @@ def facebook_sql() -> str:
     ``date`` may hold ``M/D/YYYY H:MM:SS AM`` (three tokens) and ``work`` any number of colons:
     the first eight fields are read from the left, ``birthday``, ``email`` and ``date`` from the
     right, and ``work`` is what remains. Fewer than twelve tokens: ``truncated_line``.
+    Arithmetic, not CASE chains: this runs once per row of hundreds of millions.
     """
-    bits = {
-        "t[2]": BIT["account_id"],
-        "t[3]": BIT["name"],
-        "t[4]": BIT["name"],
-        "t[5]": BIT["gender"],
-        "t[6]": BIT["location"],
-        "t[7]": BIT["location"],
-        "t[8]": BIT["relationship"],
-        "array_to_string(t[9:n - 2 - dt], ':')": BIT["work"],
-        "array_to_string(t[n - 1 - dt:n - 2], ':')": BIT["date"],
-        "t[n - 1]": BIT["email"],
-        "t[n]": BIT["birthday"],
-    }
-    kinds = " | ".join(f"(CASE WHEN {_filled(e)} THEN {b} ELSE 0 END)" for e, b in bits.items())
+    bits = [
+        (_filled("t[2]"), BIT["account_id"]),
+        (f"({_filled('t[3]')} OR {_filled('t[4]')})", BIT["name"]),
+        (_filled("t[5]"), BIT["gender"]),
+        (f"({_filled('t[6]')} OR {_filled('t[7]')})", BIT["location"]),
+        (_filled("t[8]"), BIT["relationship"]),
+        (f"(n - 2 - dt > 9 OR {_filled('t[9]')})", BIT["work"]),
+        (f"(dt = 3 OR {_filled('t[n - 2]')})", BIT["date"]),
+        (_filled("t[n - 1]"), BIT["email"]),
+        (_filled("t[n]"), BIT["birthday"]),
+    ]
+    kinds = " + ".join(f"{cond}::INTEGER * {bit}" for cond, bit in bits)
     words = ", ".join(f"'{w}'" for w in HEADER_WORDS)
     return f"""
     SELECT phone,
         CASE WHEN n < 12 THEN 0 ELSE ({kinds}) END::USMALLINT AS kinds,
-        CASE WHEN trim(line, {_WS}) = '' THEN '_blank'
-             WHEN lower(phone) IN ({words}) THEN '_header'
-             WHEN n < 12 THEN 'truncated_line'
-             WHEN phone = '' THEN 'empty' END AS pre
+        CASE WHEN n < 12 THEN (CASE WHEN trim(line, {_WS}) = '' THEN '_blank'
+                                    ELSE 'truncated_line' END)
+             WHEN phone = '' THEN 'empty'
+             WHEN NOT regexp_matches(phone, '^[0-9]') AND lower(phone) IN ({words})
+             THEN '_header' END AS pre
     FROM (
-        SELECT *,
-            CASE WHEN n >= 14
-                  AND regexp_full_match(t[n - 4], '{_DATE1}')
-                  AND regexp_full_match(t[n - 3], '{_DATE2}')
-                  AND regexp_full_match(t[n - 2], '{_DATE3}') THEN 3 ELSE 1 END AS dt
-        FROM (
-            SELECT line, t, len(t) AS n, trim(t[1], {_WS}) AS phone
-            FROM (SELECT line, string_split(line, ':') AS t FROM bn_src)
-        )
+        SELECT line, t, n, trim(t[1], {_WS}) AS phone,
+            CASE WHEN n >= 14 AND regexp_matches(line, '{_DATE}') THEN 3 ELSE 1 END AS dt
+        FROM (SELECT line, string_split(line, ':') AS t, len(t) AS n FROM bn_src)
     )
     """
 
