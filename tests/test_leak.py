@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from privacy import scan
-from test_flows_helpers import clean_env, embedded_run, processes_under
+from test_flows_helpers import PrefectDB, clean_env, embedded_run, processes_under
 
 
 @pytest.fixture(scope="session")
@@ -37,36 +37,70 @@ def test_nothing_leaks(run_once) -> None:  # type: ignore[no-untyped-def]
     assert (run_once.home / "prefect" / "prefect.db").stat().st_size > 100_000
 
 
-LEAKY = textwrap.dedent(
+CONTROL = textwrap.dedent(
     """
-    import sys
+    import os, sys
     from pathlib import Path
     from breach_notify.settings import Settings
     from breach_notify.flows import prefect_env
 
     prefect_env.apply(Settings(home=Path(sys.argv[1])))
-    from prefect import flow, task
-    from prefect.cache_policies import NO_CACHE
+    from prefect import flow, get_run_logger, task
+    from prefect.artifacts import create_markdown_artifact
+    from breach_notify.flows.tasks import SAFE, scrubbed
 
-    @task(persist_result=False, cache_policy=NO_CACHE)
-    def count(number: str) -> int:
-        return len(number)
+    NUMBER = os.environ["CONTROL_NUMBER"]  # never a parameter: only the task body sees it
 
-    @flow(name="leaky")
-    def leaky(number: str) -> int:  # a number as a flow parameter: stored by Prefect
-        return count(number)
+    @task(**SAFE)
+    @scrubbed
+    def careless() -> None:
+        get_run_logger().info("about to fail on %s", NUMBER)    # redacted by the filter
+        get_run_logger().warning(f"raw {NUMBER}")                 # redacted by the filter
+        print(NUMBER)                                             # not captured: log_prints off
+        raise ValueError(f"could not convert {NUMBER!r}")         # text withheld by scrubbed
 
-    leaky(sys.argv[2])
+    @task(**SAFE)
+    def leaky() -> None:
+        create_markdown_artifact(markdown=f"oops {NUMBER}", key="leak")  # nothing stops this
+
+    @flow(name="control")
+    def control(mode: str) -> None:
+        if mode == "careless":
+            try:
+                careless()
+            except Exception:
+                pass
+        else:
+            leaky()
+
+    control(sys.argv[2])
     """
 )
 
 
-def test_negative_control_a_leaking_flow_is_caught(run_once) -> None:  # type: ignore[no-untyped-def]
-    number = sorted(run_once.sample.numbers)[0]
+def _control(home: Path, number: str, mode: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-c", LEAKY, str(run_once.home), number],
-        capture_output=True, text=True, env=clean_env(), timeout=180,
+        [sys.executable, "-c", CONTROL, str(home), mode],
+        capture_output=True,
+        text=True,
+        env=clean_env(CONTROL_NUMBER=number),
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def test_controls_redaction_holds_and_a_leaking_task_is_caught(run_once) -> None:  # type: ignore[no-untyped-def]
+    number = sorted(run_once.sample.numbers)[0]
+    # Careless logging, printing and exception text in a task: all stopped by the project.
+    careless = _control(run_once.home, number, "careless")
+    assert "[redacted]" in careless.stderr and "message withheld" in careless.stderr
+    # (the print reaches the script's own stdout, by design; Prefect must not have captured it)
+    assert scan(_written(run_once.home), [number], [careless.stderr]) == []
+    db = PrefectDB(run_once.home / "prefect" / "prefect.db")
+    shipped = db.rows("SELECT message FROM log WHERE message LIKE '%about to fail on%'")
+    assert shipped == [("about to fail on [redacted]",)]  # the API log handler was filtered too
+    # A task that writes the number into an artifact: the scan must catch it.
+    _control(run_once.home, number, "leaky")
     hits = scan(_written(run_once.home), [number])
     assert any("prefect.db" in h for h in hits), hits
