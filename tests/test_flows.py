@@ -241,3 +241,27 @@ def test_run_with_dask_and_no_server_fails_fast(tmp_path: Path) -> None:
               "--task-runner", "dask", "--json", env=clean_env(), timeout=60)
     assert res.code == 2 and "real Prefect server" in res.json["error"]
     assert res.seconds < 20
+
+
+def test_run_with_unreachable_server_says_so(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert cli(home, "keys", "init").code == 0
+    env = clean_env(PREFECT_API_URL="http://127.0.0.1:9/api")
+    res = cli(home, "run", "--gateway", "dryrun://", "--json", env=env, timeout=60)
+    assert res.code == 1 and "does not answer" in res.json["error"]
+    assert res.seconds < 30
+
+
+def test_importing_the_flows_applies_the_forced_settings() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import breach_notify.flows.pipeline\n"
+        "from prefect.settings import get_current_settings as g\n"
+        "s = g(); print(s.tasks.default_no_cache, s.results.persist_by_default,"
+        " s.logging.log_prints, s.logging.config_path.name)"
+    )
+    env = clean_env(PREFECT_TASKS_DEFAULT_NO_CACHE="false", PREFECT_LOGGING_LOG_PRINTS="true")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.stdout.split() == ["True", "False", "False", "logging.yml"], proc.stderr

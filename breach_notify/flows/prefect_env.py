@@ -54,6 +54,20 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
     return env
 
 
+def apply_forced(environ: dict[str, str] | None = None) -> None:
+    """Set the forced values and defaults (not ``PREFECT_HOME``) if Prefect is not imported yet.
+
+    Run when ``breach_notify.flows`` is imported, so that a script or worker importing the flows
+    directly gets no caching, no persisted results and the redacting logging config too.
+    """
+    if "prefect" in sys.modules:
+        return
+    target = os.environ if environ is None else environ
+    target.update(FORCED)
+    for key, value in DEFAULTS.items():
+        target.setdefault(key, value)
+
+
 def apply(settings: Settings) -> None:
     """Set the environment for this process. Call before the first ``import prefect``.
 
