@@ -82,6 +82,7 @@ def merge_shards(
     check_formats(spec, results)
     conn = connect(settings)
     try:
+        conn.execute("SET enable_progress_bar = false")
         return _merge(conn, settings, spec, results, started)
     except duckdb.Error:
         raise OperationalError(
