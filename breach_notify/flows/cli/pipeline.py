@@ -28,12 +28,16 @@ def run(
     ctx: typer.Context,
     inbox: Path = typer.Option(None, "--inbox", help="Inbox dir: one folder per breach."),
     gateway: str = typer.Option(
-        None, "--gateway", help="dryrun://, twilio://?from=… [default: settings]"
+        None, "--gateway", help="dryrun://, twilio://?from=… [default: BREACH_NOTIFY_GATEWAY]"
     ),
     rate: float = typer.Option(None, "--rate", help="Segments per second."),
     max_messages: int = typer.Option(None, "--max", help="Send at most N messages."),
-    ignore_quiet_hours: bool = typer.Option(False, "--ignore-quiet-hours"),
-    resend_in_doubt: bool = typer.Option(False, "--resend-in-doubt"),
+    ignore_quiet_hours: bool = typer.Option(
+        False, "--ignore-quiet-hours", help="Send outside recipients' daytime too."
+    ),
+    resend_in_doubt: bool = typer.Option(
+        False, "--resend-in-doubt", help="Retry notices the gateway cannot confirm."
+    ),
     task_runner: str = typer.Option("threads", "--task-runner", help="threads | dask"),
     dask_address: str = typer.Option(None, "--dask-address", help="tcp://host:8786 of a cluster."),
     as_json: bool = JsonOption,
