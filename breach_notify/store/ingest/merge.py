@@ -16,7 +16,7 @@ from breach_notify.errors import BadInput, OperationalError
 from breach_notify.settings import Settings
 from breach_notify.store.db import connect
 from breach_notify.store.ingest.rows import KINDS
-from breach_notify.store.ingest.stage import PARTITIONS, UNPARSABLE, IngestSpec, ShardResult
+from breach_notify.store.ingest.stage import UNPARSABLE, IngestSpec, ShardResult
 
 #: A file whose rows are mostly unparsable is not in the declared format.
 UNPARSABLE_SHARE = 0.5
@@ -147,12 +147,8 @@ def _merge(
             [[bid, sha, name, size, n] for sha, (name, size, n) in files.items()],
         )
         report.files = len(files)
-        distinct_in_call = 0
-        for part in range(PARTITIONS):
-            paths = [str(p) for r in fresh for p in r.files if p.parent.name == f"p{part:x}"]
-            if not paths:
-                continue
-            distinct_in_call += _merge_partition(conn, bid, paths, existing is not None, report)
+        paths = [str(p) for r in fresh for p in r.files]
+        distinct_in_call = _merge_pseudonyms(conn, bid, paths, existing is not None, report)
         report.invalid_by_reason = dict(sorted(reasons.items()))
         report.rows_invalid = sum(reasons.values())
         report.rows_duplicate = valid - distinct_in_call
@@ -191,46 +187,51 @@ def _before_commit() -> None:
     """Test seam: called inside the transaction, just before COMMIT."""
 
 
-def _merge_partition(
+def _merge_pseudonyms(
     conn: duckdb.DuckDBPyConnection,
     bid: str,
     paths: list[str],
     update: bool,
     report: IngestReport,
 ) -> int:
-    conn.execute(
-        "CREATE OR REPLACE TEMP TABLE bn_part AS"
-        " SELECT pseudonym, bit_or(kinds)::USMALLINT AS kinds"
-        " FROM read_parquet(?) GROUP BY pseudonym",
-        [paths],
-    )
-    row = conn.execute("SELECT count(*) FROM bn_part").fetchone()
-    distinct = int(row[0]) if row else 0
-    if update:
-        conn.execute(
-            """UPDATE breach_pseudonyms AS b SET kinds = (b.kinds | n.kinds)::USMALLINT
-               FROM bn_part AS n
-               WHERE b.breach_id = ? AND b.pseudonym = n.pseudonym
-                 AND b.kinds | n.kinds <> b.kinds""",
-            [bid],
-        )
+    """Insert the call's distinct pseudonyms (kinds OR-ed); returns how many distinct it had.
+
+    One set-based statement per step; DuckDB's aggregate and join spill to the temp directory
+    (pseudonyms only) when they exceed the memory limit.
+    """
+    if not paths:
+        return 0
+    source = "SELECT pseudonym, bit_or(kinds)::USMALLINT AS kinds FROM read_parquet(?) GROUP BY ALL"
+    if not update:
         before = _count(conn, bid)
         conn.execute(
-            """INSERT INTO breach_pseudonyms (breach_id, pseudonym, kinds)
-               SELECT ?, n.pseudonym, n.kinds FROM bn_part AS n
-               WHERE NOT EXISTS (SELECT 1 FROM breach_pseudonyms b
-                                 WHERE b.breach_id = ? AND b.pseudonym = n.pseudonym)""",
-            [bid, bid],
+            f"INSERT INTO breach_pseudonyms (breach_id, pseudonym, kinds)"
+            f" SELECT ?, pseudonym, kinds FROM ({source})",
+            [bid, paths],
         )
-        report.new_numbers += _count(conn, bid) - before
-    else:
-        conn.execute(
-            "INSERT INTO breach_pseudonyms (breach_id, pseudonym, kinds)"
-            " SELECT ?, pseudonym, kinds FROM bn_part",
-            [bid],
-        )
-        report.new_numbers += distinct
-    conn.execute("DROP TABLE bn_part")
+        added = _count(conn, bid) - before
+        report.new_numbers += added
+        return added
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE bn_new AS {source}", [paths])
+    row = conn.execute("SELECT count(*) FROM bn_new").fetchone()
+    distinct = int(row[0]) if row else 0
+    conn.execute(
+        """UPDATE breach_pseudonyms AS b SET kinds = (b.kinds | n.kinds)::USMALLINT
+           FROM bn_new AS n
+           WHERE b.breach_id = ? AND b.pseudonym = n.pseudonym
+             AND b.kinds | n.kinds <> b.kinds""",
+        [bid],
+    )
+    before = _count(conn, bid)
+    conn.execute(
+        """INSERT INTO breach_pseudonyms (breach_id, pseudonym, kinds)
+           SELECT ?, n.pseudonym, n.kinds FROM bn_new AS n
+           WHERE NOT EXISTS (SELECT 1 FROM breach_pseudonyms b
+                             WHERE b.breach_id = ? AND b.pseudonym = n.pseudonym)""",
+        [bid, bid],
+    )
+    report.new_numbers += _count(conn, bid) - before
+    conn.execute("DROP TABLE bn_new")
     return distinct
 
 

@@ -204,13 +204,18 @@ def phone_sql(source: str, column: str, region: str | None, *, plus: bool = Fals
         no_cc = "_bn_intl IS NOT NULL AND _bn_icc IS NULL"
     valid = _validity_sql()
     return f"""
-    WITH bn1 AS (
-        SELECT *,
-            coalesce(length({raw}) <= {_MAX_RAW} AND regexp_full_match({raw}, {_q(_SHAPE)}), false)
-                AS _bn_ok0,
-            regexp_replace({raw}, '[^0-9]', '', 'g') AS _bn_d,
-            coalesce(contains({raw}, '+'), false) AS _bn_plus
+    WITH bn0 AS (
+        SELECT *, coalesce(regexp_full_match({column}, '[0-9]{{1,{_MAX_RAW - 1}}}'), false) AS _bn_fast
         FROM {source}
+    ), bn1 AS (
+        SELECT * EXCLUDE (_bn_fast),
+            _bn_fast OR coalesce(length({raw}) <= {_MAX_RAW}
+                                 AND regexp_full_match({raw}, {_q(_SHAPE)}), false) AS _bn_ok0,
+            CASE WHEN _bn_fast THEN {column}
+                 ELSE regexp_replace({raw}, '[^0-9]', '', 'g') END AS _bn_d,
+            CASE WHEN _bn_fast THEN {"true" if plus else "false"}
+                 ELSE coalesce(contains({raw}, '+'), false) END AS _bn_plus
+        FROM bn0
     ), bn2 AS (
         SELECT * EXCLUDE (_bn_ok0), _bn_ok0 AND length(_bn_d) >= 3 AS _bn_ok FROM bn1
     ), bn3 AS (

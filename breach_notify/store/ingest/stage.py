@@ -9,6 +9,8 @@ HMAC. Nothing but pseudonyms, kinds and counts is written.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +28,6 @@ from breach_notify.store.ingest import formats, rows
 from breach_notify.store.ingest.normalize import phone_sql
 
 PARTITIONS = 16
-_BATCH = 1 << 17
 _CHUNK_BYTES = 192 << 20
 _SCHEMA = pa.schema([("pseudonym", pa.binary()), ("kinds", pa.uint16())])
 #: Reasons that mean "this line is not in the declared format" (for the wrong-format check).
@@ -192,6 +193,30 @@ def _chunks(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(pending)
 
 
+def _prefetch(chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """Read (and decompress) the next chunk in a thread while DuckDB works on this one."""
+    q: queue.Queue[pa.Table | BaseException | None] = queue.Queue(maxsize=1)
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                q.put(chunk)
+            q.put(None)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, name="ingest-reader", daemon=True)
+    thread.start()
+    while True:
+        item = q.get()
+        if item is None:
+            break
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+    thread.join()
+
+
 def _run(
     con: duckdb.DuckDBPyConnection,
     reader: pa.RecordBatchReader,
@@ -220,26 +245,26 @@ def _run(
     extra_p: list[bytes] = []
     extra_k: list[int] = []
 
-    def take(batch: pa.RecordBatch) -> None:
-        result.rows_read += batch.num_rows
-        reason = batch.column("reason")
-        if reason.null_count < batch.num_rows:
+    def take(table: pa.Table) -> None:
+        result.rows_read += table.num_rows
+        reason = table.column("reason")
+        if reason.null_count < table.num_rows:
             for item in pc.value_counts(reason.drop_null()).to_pylist():
                 reasons[item["values"]] += item["counts"]
-        part = batch.column("part")
-        if part.null_count < batch.num_rows:
-            table = pa.Table.from_batches([batch]).select(["pseudonym", "kinds", "part"])
-            table = table.filter(pc.is_valid(table.column("part"))).sort_by("part")
-            result.valid_rows += table.num_rows
-            result.sql_decided += table.num_rows
+        part = table.column("part")
+        if part.null_count < table.num_rows:
+            valid = table.select(["pseudonym", "kinds", "part"]).filter(pc.is_valid(part))
+            valid = valid.sort_by("part")
+            result.valid_rows += valid.num_rows
+            result.sql_decided += valid.num_rows
             start = 0
-            for item in pc.value_counts(table.column("part")).to_pylist():
+            for item in pc.value_counts(valid.column("part")).to_pylist():
                 n = item["counts"]
-                write(item["values"], table.slice(start, n).select(["pseudonym", "kinds"]))
+                write(item["values"], valid.slice(start, n).select(["pseudonym", "kinds"]))
                 start += n
-        raw = batch.column("raw")
-        if raw.null_count < batch.num_rows:
-            sub = pa.Table.from_batches([batch]).filter(pc.is_valid(raw))
+        raw = table.column("raw")
+        if raw.null_count < table.num_rows:
+            sub = table.filter(pc.is_valid(raw))
             pairs = zip(sub.column("raw").to_pylist(), sub.column("kinds").to_pylist(), strict=True)
             for value, kinds in pairs:
                 e164, why = reference(value, spec.fmt, region)
@@ -251,10 +276,9 @@ def _run(
                     extra_k.append(int(kinds))
 
     try:
-        for chunk in _chunks(reader):
+        for chunk in _prefetch(_chunks(reader)):
             con.register("bn_src", chunk)
-            for batch in con.sql(sql, params=params).to_arrow_reader(_BATCH):
-                take(batch)
+            take(con.sql(sql, params=params).to_arrow_table())
             con.unregister("bn_src")
         if extra_p:
             table = pa.table(
