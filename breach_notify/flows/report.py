@@ -46,7 +46,7 @@ def summarize(
                 "distinct": b["distinct_numbers"],
                 "new": run.get("new_numbers", 0),
                 "k": k,
-                "exposed": suppress(_exposed(conn, b["breach"]), k),
+                "exposed": _exposed(conn, b["breach"], k),
             }
         )
     notices = {str(s): int(n) for s, n in snap["notices"].items()}
@@ -59,15 +59,20 @@ def summarize(
     }
 
 
-def _exposed(conn: duckdb.DuckDBPyConnection, breach_id: str) -> dict[str, int]:
-    """Kinds of field exposed → count, from the ingest stage's summary when it offers one."""
+def _exposed(conn: duckdb.DuckDBPyConnection, breach_id: str, k: int) -> dict[str, int | None]:
+    """Kinds of field exposed → count; kinds seen fewer than k times → None (shown ``<k``)."""
     try:
         from breach_notify.store.ingest import breach_summary
     except ImportError:
         return {}
     summary = breach_summary(conn, breach_id)
-    exposed = summary.get("exposed", {}) if isinstance(summary, dict) else {}
-    return {str(kind): int(n) for kind, n in exposed.items() if isinstance(n, int)}
+    cells: dict[str, int] = {
+        str(kind): int(n) for kind, n in summary.get("exposed", {}).items() if isinstance(n, int)
+    }
+    out = suppress(cells, k)
+    for kind in summary.get("exposed_suppressed", []):
+        out[str(kind)] = None
+    return out
 
 
 def _cell(n: int | None, k: int) -> str:

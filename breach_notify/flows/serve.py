@@ -136,7 +136,8 @@ class PrefectServer:
 
 
 def deployments(settings: Settings, home: str, inbox: str | None, gateway: str) -> list[Any]:
-    """The scheduled deployments ``serve`` runs: ingest nightly, send hourly, housekeeping daily.
+    """The scheduled deployments ``serve`` runs: ingest nightly (when there is an inbox), send
+    hourly, housekeeping daily.
 
     Cron strings and timezone come from settings; the hourly send matches first (new breaches,
     newly confirmed subscribers); the sender runs one at a time.
@@ -146,13 +147,18 @@ def deployments(settings: Settings, home: str, inbox: str | None, gateway: str) 
     from breach_notify.flows.pipeline import housekeeping, ingest_inbox, send_notices
 
     tz = settings.schedule_timezone
+    ingest = []
+    if inbox is not None:  # no inbox, no nightly ingest (rather than a nightly failure)
+        ingest.append(
+            ingest_inbox.to_deployment(
+                name="ingest-nightly",
+                schedules=[Cron(settings.schedule_ingest_cron, timezone=tz)],
+                parameters={"inbox": inbox, "home": home},
+                concurrency_limit=1,
+            )
+        )
     return [
-        ingest_inbox.to_deployment(
-            name="ingest-nightly",
-            schedules=[Cron(settings.schedule_ingest_cron, timezone=tz)],
-            parameters={"inbox": inbox, "home": home},
-            concurrency_limit=1,
-        ),
+        *ingest,
         send_notices.to_deployment(
             name="send-hourly",
             schedules=[Cron(settings.schedule_send_cron, timezone=tz)],

@@ -158,6 +158,8 @@ def serve(
     api = os.environ.get("PREFECT_API_URL")
     if api and not healthy(api, timeout=5.0):
         raise OperationalError(f"the Prefect server at PREFECT_API_URL={api} does not answer")
+    if where is None:
+        err.print("no inbox (--inbox or BREACH_NOTIFY_INBOX): serving without the nightly ingest")
     if not api:
         server = PrefectServer(s, port=port)
         err.print(f"starting a Prefect server on {server.api_url} (log: {server.log_path})")
