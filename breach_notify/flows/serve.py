@@ -147,13 +147,14 @@ def deployments(settings: Settings, home: str, inbox: str | None, gateway: str) 
     from breach_notify.flows.pipeline import housekeeping, ingest_inbox, send_notices
 
     tz = settings.schedule_timezone
+    keyring = str(settings.keyring_path.resolve())
     ingest = []
     if inbox is not None:  # no inbox, no nightly ingest (rather than a nightly failure)
         ingest.append(
             ingest_inbox.to_deployment(
                 name="ingest-nightly",
                 schedules=[Cron(settings.schedule_ingest_cron, timezone=tz)],
-                parameters={"inbox": inbox, "home": home},
+                parameters={"inbox": inbox, "home": home, "keyring": keyring},
                 concurrency_limit=1,
             )
         )
@@ -162,7 +163,7 @@ def deployments(settings: Settings, home: str, inbox: str | None, gateway: str) 
         send_notices.to_deployment(
             name="send-hourly",
             schedules=[Cron(settings.schedule_send_cron, timezone=tz)],
-            parameters={"home": home, "gateway": gateway},
+            parameters={"home": home, "keyring": keyring, "gateway": gateway},
             concurrency_limit=1,
         ),
         housekeeping.to_deployment(
