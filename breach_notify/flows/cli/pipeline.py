@@ -19,6 +19,7 @@ from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput, OperationalError
 from breach_notify.flows import dask_runner, prefect_env
 from breach_notify.flows.cli.common import JsonOption, emit, err, out, settings
+from breach_notify.flows.inbox import read_inbox
 from breach_notify.settings import Settings
 
 GATEWAY_SCHEMES = ("dryrun", "memory", "twilio")
@@ -71,8 +72,8 @@ def run_pipeline(
     dask_address: str | None = None,
 ) -> dict[str, Any]:
     """Check the inputs (fast, before Prefect starts), then run the ``pipeline`` flow."""
-    if inbox is not None and not inbox.is_dir():
-        raise BadInput(f"inbox {inbox} is not a directory; create it or fix --inbox")
+    if inbox is not None:
+        read_inbox(inbox)  # a bad folder or breach.toml fails here, before Prefect starts
     scheme = urlsplit(gateway).scheme
     if scheme not in GATEWAY_SCHEMES:
         raise BadInput(
