@@ -359,3 +359,23 @@ def test_memory_limit_much_smaller_than_the_dump(tmp_path: Path) -> None:
     with duckdb.connect(str(settings.db_path), read_only=True) as conn:
         row = conn.execute("SELECT count(*) FROM breach_pseudonyms").fetchone()
     assert row is not None and row[0] == report.distinct_numbers
+
+
+def test_sql_hmac_and_python_midstate_hmac_write_the_same_shards(
+    settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], tmp_path: Path
+) -> None:
+    path, _ = dump
+    spec = make_spec(settings, "fb")
+    [shard] = plan_shards([path], "facebook-2021")
+    kid = keyring.active_id("pseudonym")
+    out = {}
+    for mode in (True, False):
+        d = tmp_path / f"sql-{mode}"
+        r = process_shard(shard, settings.keyring_path, kid, spec, d, hmac_in_sql=mode)
+        with duckdb.connect() as con:
+            rows = con.execute(
+                f"SELECT parse_dirname(filename) AS p, pseudonym, kinds"
+                f" FROM read_parquet('{d}/*/*.parquet', filename = true) ORDER BY ALL"
+            ).fetchall()
+        out[mode] = (rows, r.rows_read, r.invalid_by_reason, r.valid_rows)
+    assert out[True] == out[False]

@@ -205,7 +205,8 @@ def phone_sql(source: str, column: str, region: str | None, *, plus: bool = Fals
     valid = _validity_sql()
     return f"""
     WITH bn0 AS (
-        SELECT *, coalesce(regexp_full_match({column}, '[0-9]{{1,{_MAX_RAW - 1}}}'), false) AS _bn_fast
+        SELECT *,
+            coalesce(regexp_full_match({column}, '[0-9]{{1,{_MAX_RAW - 1}}}'), false) AS _bn_fast
         FROM {source}
     ), bn1 AS (
         SELECT * EXCLUDE (_bn_fast),

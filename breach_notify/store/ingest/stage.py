@@ -13,6 +13,7 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +115,7 @@ def process_shard(
     out_dir: Path,
     *,
     tick: Callable[[int], None] = lambda n: None,
+    hmac_in_sql: bool = False,
 ) -> ShardResult:
     """Read, normalise, pseudonymise one shard; write ``out_dir/pX/shard-N.parquet``.
 
@@ -141,7 +143,7 @@ def process_shard(
         region = spec.default_region
     con = _connect(spec)
     try:
-        _run(con, reader, row_sql, region, spec, pseudonymizer, shard, out_dir, result)
+        _run(con, reader, row_sql, region, spec, pseudonymizer, shard, out_dir, result, hmac_in_sql)
     except (duckdb.Error, pa.ArrowException, OSError, EOFError, UnicodeError):
         raise BadInput(
             f"{shard.label}: cannot be read as {spec.fmt} (malformed or corrupt "
@@ -156,18 +158,27 @@ def process_shard(
 
 
 def query(
-    row_sql: str, region: str | None, fmt: str, p: Pseudonymizer
+    row_sql: str, region: str | None, fmt: str, p: Pseudonymizer, *, hmac_in_sql: bool = False
 ) -> tuple[str, dict[str, bytes]]:
-    """The shard's one streaming query and its parameters (the HMAC pads)."""
-    hmac = p.sql_expression("e164")
+    """The shard's query and its parameters.
+
+    With ``hmac_in_sql`` the pseudonym is DESIGN §5's SQL HMAC (columns ``pseudonym``, ``part``);
+    otherwise the query returns ``e164`` (in memory only) and :class:`_Hasher` computes the same
+    HMAC from precomputed SHA-256 states in a Python thread, concurrently with DuckDB (measured
+    ~1.4x the SQL HMAC's rate on one thread, and it frees DuckDB's threads for the rest).
+    """
     norm = phone_sql("bn_rows", "bn_phone", region, plus=fmt == "facebook-2021")
-    sql = f"""
+    head = f"""
     WITH bn_rows AS (SELECT *, CASE WHEN pre IS NULL THEN phone END AS bn_phone FROM ({row_sql})),
-    bn_norm AS ({norm}),
+    bn_norm AS ({norm})"""
+    tail = """coalesce(pre, reason) AS reason,
+        CASE WHEN pre IS NULL AND e164 IS NULL AND reason IS NULL THEN phone END AS raw"""
+    if not hmac_in_sql:
+        return f"{head} SELECT kinds, e164, {tail} FROM bn_norm", {}
+    hmac = p.sql_expression("e164")
+    sql = f"""{head},
     bn_hashed AS (
-        SELECT kinds, CASE WHEN e164 IS NOT NULL THEN {hmac.sql} END AS pseudonym,
-               coalesce(pre, reason) AS reason,
-               CASE WHEN pre IS NULL AND e164 IS NULL AND reason IS NULL THEN phone END AS raw
+        SELECT kinds, CASE WHEN e164 IS NOT NULL THEN {hmac.sql} END AS pseudonym, {tail}
         FROM bn_norm
     )
     SELECT pseudonym, kinds, reason, raw,
@@ -176,6 +187,28 @@ def query(
     FROM bn_hashed
     """
     return sql, hmac.params
+
+
+class _Hasher:
+    """HMAC-SHA256 from the key's precomputed inner/outer states; equal to ``hmac.new``."""
+
+    def __init__(self, p: Pseudonymizer) -> None:
+        self._inner, self._outer = p._hash_states()
+
+    def table(self, e164: pa.ChunkedArray, kinds: pa.ChunkedArray) -> pa.Table:
+        """``pseudonym``, ``kinds``, ``part`` (first four bits) for non-null E.164 strings."""
+        inner, outer = self._inner, self._outer
+        digests = []
+        for value in e164.to_pylist():
+            h = inner.copy()
+            h.update(value.encode())
+            o = outer.copy()
+            o.update(h.digest())
+            digests.append(o.digest())
+        parts = pa.array([d[0] >> 4 for d in digests], pa.uint8())
+        return pa.table(
+            {"pseudonym": pa.array(digests, pa.binary()), "kinds": kinds, "part": parts}
+        )
 
 
 def _chunks(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
@@ -227,9 +260,10 @@ def _run(
     shard: formats.Shard,
     out_dir: Path,
     result: ShardResult,
+    hmac_in_sql: bool,
 ) -> None:
     reasons: Counter[str] = Counter()
-    sql, params = query(row_sql, region, spec.fmt, p)
+    sql, params = query(row_sql, region, spec.fmt, p, hmac_in_sql=hmac_in_sql)
     writers: dict[int, pq.ParquetWriter] = {}
     tag = f"shard-{shard.index:05d}-{os.getpid()}.parquet"
 
@@ -245,15 +279,26 @@ def _run(
     extra_p: list[bytes] = []
     extra_k: list[int] = []
 
+    hasher = None if hmac_in_sql else _Hasher(p)
+
     def take(table: pa.Table) -> None:
         result.rows_read += table.num_rows
         reason = table.column("reason")
         if reason.null_count < table.num_rows:
             for item in pc.value_counts(reason.drop_null()).to_pylist():
                 reasons[item["values"]] += item["counts"]
-        part = table.column("part")
-        if part.null_count < table.num_rows:
-            valid = table.select(["pseudonym", "kinds", "part"]).filter(pc.is_valid(part))
+        if hasher is not None:
+            found = table.column("e164")
+            valid = None
+            if found.null_count < table.num_rows:
+                sub = table.filter(pc.is_valid(found))
+                valid = hasher.table(sub.column("e164"), sub.column("kinds"))
+        else:
+            found = table.column("part")
+            valid = None
+            if found.null_count < table.num_rows:
+                valid = table.select(["pseudonym", "kinds", "part"]).filter(pc.is_valid(found))
+        if valid is not None:
             valid = valid.sort_by("part")
             result.valid_rows += valid.num_rows
             result.sql_decided += valid.num_rows
@@ -275,11 +320,18 @@ def _run(
                     extra_p.append(p.pseudonym(e164))
                     extra_k.append(int(kinds))
 
+    pending: Future[None] | None = None
     try:
-        for chunk in _prefetch(_chunks(reader)):
-            con.register("bn_src", chunk)
-            take(con.sql(sql, params=params).to_arrow_table())
-            con.unregister("bn_src")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-hash") as pool:
+            for chunk in _prefetch(_chunks(reader)):
+                con.register("bn_src", chunk)
+                table = con.sql(sql, params=params).to_arrow_table()
+                con.unregister("bn_src")
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(take, table)  # hashes while DuckDB runs the next chunk
+            if pending is not None:
+                pending.result()
         if extra_p:
             table = pa.table(
                 {
