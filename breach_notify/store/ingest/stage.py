@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -211,15 +212,25 @@ class _Hasher:
         )
 
 
-def _chunks(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
-    """The reader's rows in tables of about ``_CHUNK_BYTES``: DuckDB scans an in-memory table
+def chunk_bytes(memory_limit: str) -> int:
+    """Input bytes per chunk: 1/16 of the memory limit (a chunk, its result and the next chunk
+    are in memory at once, outside DuckDB's own budget), between 4 MiB and 192 MiB."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*", memory_limit.upper())
+    if not m:
+        return _CHUNK_BYTES
+    scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[m.group(2)]
+    return max(4 << 20, min(_CHUNK_BYTES, int(float(m.group(1)) * scale) // 16))
+
+
+def _chunks(reader: pa.RecordBatchReader, limit: int = _CHUNK_BYTES) -> Iterator[pa.Table]:
+    """The reader's rows in tables of about ``limit`` bytes: DuckDB scans an in-memory table
     with all its threads, a stream with one (measured ~2x slower end to end)."""
     pending: list[pa.RecordBatch] = []
     size = 0
     for batch in reader:
         pending.append(batch)
         size += batch.nbytes
-        if size >= _CHUNK_BYTES:
+        if size >= limit:
             yield pa.Table.from_batches(pending)
             pending, size = [], 0
     if pending:
@@ -323,7 +334,7 @@ def _run(
     pending: Future[None] | None = None
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-hash") as pool:
-            for chunk in _prefetch(_chunks(reader)):
+            for chunk in _prefetch(_chunks(reader, chunk_bytes(spec.memory_limit))):
                 con.register("bn_src", chunk)
                 table = con.sql(sql, params=params).to_arrow_table()
                 con.unregister("bn_src")
