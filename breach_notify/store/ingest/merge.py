@@ -83,6 +83,7 @@ def merge_shards(
     conn = connect(settings)
     try:
         conn.execute("SET enable_progress_bar = false")
+        conn.execute("SET enable_progress_bar_print = false")
         return _merge(conn, settings, spec, results, started)
     except duckdb.Error:
         raise OperationalError(

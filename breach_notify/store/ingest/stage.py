@@ -87,6 +87,7 @@ def _connect(spec: IngestSpec) -> duckdb.DuckDBPyConnection:
         config["temp_directory"] = str(spec.tmp_dir)
     con = duckdb.connect(":memory:", config=config)
     con.execute("SET enable_progress_bar = false")
+    con.execute("SET enable_progress_bar_print = false")
     return con
 
 
