@@ -1,9 +1,12 @@
 """One shard → hash-partitioned Parquet of (pseudonym, kinds) plus counts. No personal data out.
 
-A shard runs in its own in-memory DuckDB: the Arrow reader feeds the row SQL, the
-normalisation SQL and the SQL HMAC in one streaming query. Rows the SQL cannot decide come back
-(in memory only) with their raw phone value and are settled by ``phonenumbers`` and the Python
-HMAC. Nothing but pseudonyms, kinds and counts is written.
+A shard runs in its own in-memory DuckDB. The Arrow reader's lines are cut into in-memory
+chunks (DuckDB scans those with all threads); per chunk one query runs the row SQL and the
+normalisation SQL. Valid E.164 strings come back in memory and a second thread turns them into
+pseudonyms (HMAC from precomputed SHA-256 states; DESIGN §5's SQL HMAC is the tested
+alternative, ``hmac_in_sql=True``) while DuckDB works on the next chunk. Rows the SQL cannot
+decide come back with their raw phone value and are settled by ``phonenumbers``. Nothing but
+pseudonyms, kinds and counts is written.
 """
 
 from __future__ import annotations
