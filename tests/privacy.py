@@ -6,6 +6,7 @@ a stored number; ``scan`` therefore also reads every column of every table throu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -55,6 +56,21 @@ def _db_values(path: Path) -> Iterable[str]:
         conn.close()
 
 
+def _pattern(wanted: set[str]) -> re.Pattern[bytes]:
+    # One alternation, longest first, so a single pass finds every needle a haystack holds.
+    alternatives = sorted(wanted, key=len, reverse=True)
+    return re.compile(b"|".join(re.escape(n.encode()) for n in alternatives))
+
+
+def _find(pattern: re.Pattern[bytes], data: bytes, wanted: set[str]) -> set[str]:
+    """Every needle in ``data``; overlapping needles are found by checking each match's region."""
+    found: set[str] = set()
+    for m in pattern.finditer(data):
+        window = data[max(0, m.start() - 24) : m.end() + 24]
+        found |= {n for n in wanted if n.encode() in window}
+    return found
+
+
 def scan(
     paths: Iterable[Path],
     numbers: Iterable[str],
@@ -63,16 +79,18 @@ def scan(
 ) -> list[str]:
     """Return ``where: needle`` for each hit in files below ``paths``, DuckDB contents and texts."""
     wanted = needles(numbers, region)
-    encoded = {n: n.encode() for n in wanted}
+    if not wanted:
+        return []
+    pattern = _pattern(wanted)
     hits: list[str] = []
     for root in paths:
         files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
         for f in files:
             data = f.read_bytes()
-            hits += [f"{f}: {n}" for n, b in encoded.items() if b in data]
+            hits += [f"{f}: {n}" for n in sorted(_find(pattern, data, wanted))]
             if f.suffix == ".duckdb" or data[8:12] == b"DUCK":
-                for value in _db_values(f):
-                    hits += [f"{f} (sql): {n}" for n in wanted if n in value]
+                values = "\x00".join(_db_values(f)).encode()
+                hits += [f"{f} (sql): {n}" for n in sorted(_find(pattern, values, wanted))]
     for i, text in enumerate(texts):
-        hits += [f"text[{i}]: {n}" for n in wanted if n in text]
+        hits += [f"text[{i}]: {n}" for n in sorted(_find(pattern, text.encode(), wanted))]
     return hits
