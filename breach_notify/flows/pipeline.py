@@ -68,10 +68,12 @@ def _ingest_sharded(home: str | None, keyring: str | None, plan: dict[str, Any])
 
 
 @flow(name="match-subscribers", **SAFE_FLOW)
-def match_subscribers(home: str | None = None, breach: str | None = None) -> dict[str, Any]:
+def match_subscribers(
+    home: str | None = None, breach: str | None = None, keyring: str | None = None
+) -> dict[str, Any]:
     """Create pending notices for active subscribers found in breaches."""
     prefect_env.install_redaction()
-    result = tasks.match_task(home, breach)
+    result = tasks.match_task(home, breach, keyring)
     _report_if_top_level(home, {"match": result})
     return result
 
@@ -96,7 +98,7 @@ def send_notices(
     url = gateway or tasks.settings_for(home).gateway
     result: dict[str, Any] = {}
     if match_first:
-        result["match"] = tasks.match_task(home, None)
+        result["match"] = tasks.match_task(home, None, keyring)
     result.update(
         tasks.send_task(home, keyring, url, rate, max_messages, ignore_quiet_hours, resend_in_doubt)
     )
@@ -137,7 +139,7 @@ def pipeline(
         stages["ingest"] = ingest(inbox, home, keyring, sharded=task_runner == "dask")
     else:
         stages["ingest"] = {"breaches": [], "files_ingested": 0, "files_skipped": 0}
-    stages["match"] = match_subscribers(home)
+    stages["match"] = match_subscribers(home, None, keyring)
     stages["send"] = send_notices(
         gateway,
         home,

@@ -234,12 +234,20 @@ def _counts(report: dict[str, Any]) -> dict[str, Any]:
 
 @task(name="match", **SAFE)
 @scrubbed
-def match_task(home: str | None, breach_id: str | None = None) -> dict[str, Any]:
-    """Pending notices for active subscribers found in breaches."""
+def match_task(
+    home: str | None, breach_id: str | None = None, keyring: str | None = None
+) -> dict[str, Any]:
+    """Pending notices for active subscribers found in breaches.
+
+    Subscriber pseudonyms under every breach's key version are brought up to date first, so
+    a breach hashed under an older pseudonym key still matches after a rotation.
+    """
     from breach_notify.notify.match import match
 
-    with session(settings_for(home)) as conn:
-        report = match(conn, breach_id=breach_id)
+    settings = settings_for(home, keyring)
+    ring = Keyring.load(settings.keyring_path)
+    with session(settings) as conn:
+        report = match(conn, breach_id=breach_id, keyring=ring)
     return _as_dict(report)
 
 
