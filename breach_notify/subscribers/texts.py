@@ -1,4 +1,4 @@
-"""The few SMS texts of the consent flow. Each must fit one GSM-7 segment (checked as it is built)."""
+"""The few SMS texts of the consent flow; each must fit one GSM-7 segment (checked when built)."""
 
 from __future__ import annotations
 
