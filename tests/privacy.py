@@ -94,3 +94,36 @@ def scan(
     for i, text in enumerate(texts):
         hits += [f"text[{i}]: {n}" for n in sorted(_find(pattern, text.encode(), wanted))]
     return hits
+
+
+def key_forms(keyring_path: Path) -> set[bytes]:
+    """Every key of a keyring as raw bytes, hex, base64, and the HMAC pads derived from it."""
+    import base64
+    import json
+
+    data = json.loads(keyring_path.read_text())
+    forms: set[bytes] = set()
+    for purpose in ("pseudonym", "seal", "code"):
+        for encoded in data[purpose]["keys"].values():
+            key = base64.b64decode(encoded)
+            padded = key.ljust(64, b"\0")
+            ipad = bytes(b ^ 0x36 for b in padded)
+            opad = bytes(b ^ 0x5C for b in padded)
+            forms |= {key, key.hex().encode(), encoded.encode(), ipad, opad, ipad.hex().encode()}
+    return forms
+
+
+def scan_keys(paths: Iterable[Path], keyring_path: Path, texts: Iterable[str] = ()) -> list[str]:
+    """Files (other than the keyring itself) and texts that hold any form of a key."""
+    forms = key_forms(keyring_path)
+    hits: list[str] = []
+    for root in paths:
+        files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+        for f in files:
+            if f.resolve() == keyring_path.resolve():
+                continue
+            data = f.read_bytes()
+            hits += [f"{f}: key material" for form in forms if form in data][:1]
+    for i, text in enumerate(texts):
+        hits += [f"text[{i}]: key material" for form in forms if form in text.encode()][:1]
+    return hits

@@ -7,7 +7,7 @@ import filecmp
 from pathlib import Path
 
 import pytest
-from privacy import scan
+from privacy import scan, scan_keys
 from test_flows_helpers import cli, processes_under
 
 from breach_notify.demo import DATA, INBOX, SUBSCRIBERS
@@ -39,3 +39,4 @@ def test_demo_within_a_minute_and_leaves_no_number(tmp_path: Path) -> None:
     assert len(outbox.read_text().splitlines()) == truth.expected_notices
     assert not list(processes_under(home))  # the temporary server is gone: writing is over
     assert scan([home], truth.numbers, [res.stdout, res.stderr]) == []
+    assert scan_keys([home], home / "keyring.json", [res.stdout, res.stderr]) == []

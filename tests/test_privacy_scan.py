@@ -29,3 +29,16 @@ def test_scan_finds_files_duckdb_values_and_texts(tmp_path: Path) -> None:
 def test_scan_is_quiet_on_clean_data(tmp_path: Path) -> None:
     (tmp_path / "clean.log").write_text("sent 12 notices, 3 failed; +44 77** ***456")
     assert scan([tmp_path], ["+447400123456"], texts=["nothing"]) == []
+
+
+def test_scan_keys_finds_keys_and_pads(tmp_path: Path) -> None:
+    from privacy import key_forms, scan_keys
+
+    from breach_notify.crypto import Keyring
+
+    ring_path = tmp_path / "keyring.json"
+    Keyring.create(ring_path)
+    assert scan_keys([tmp_path], ring_path) == []  # the keyring itself is not a leak
+    pad = sorted(key_forms(ring_path), key=len)[-1]
+    (tmp_path / "leak.bin").write_bytes(b"xx" + pad + b"yy")
+    assert scan_keys([tmp_path], ring_path) == [f"{tmp_path / 'leak.bin'}: key material"]
