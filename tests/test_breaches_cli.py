@@ -115,8 +115,9 @@ def test_exit_codes(
 
 
 def test_ingest_without_keyring_is_exit_2(
-    cli: Callable[..., Any], dump: tuple[Path, Truth]
+    cli: Callable[..., Any], home: Path, dump: tuple[Path, Truth]
 ) -> None:
-    path, _ = dump
+    path, truth = dump
     res = cli("ingest", str(path), "--breach", "x", "--json")
     assert res.code == 2 and "keys init" in res.json["error"]
+    _no_plaintext(home, truth, cli)
