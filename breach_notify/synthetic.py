@@ -18,7 +18,20 @@ import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from breach_notify.numbers import InvalidNumber, parse_number
-from breach_notify.store.ingest.rows import BIT
+from breach_notify.store.ingest.rows import BIT, KINDS
+
+__all__ = [
+    "BIT",
+    "DEFAULT_REGIONS",
+    "KINDS",
+    "Truth",
+    "random_number",
+    "reference_csv",
+    "reference_facebook",
+    "write_csv",
+    "write_facebook",
+    "write_facebook_fast",
+]
 
 DEFAULT_REGIONS = ("FR", "GB", "US", "IT", "BR", "DE", "IN", "NG", "RU", "KZ", "AR", "MX", "CA")
 _FIRST = ("Ana", "Bo", "Chen", "Dara", "Émile", "Farah", "Gö", "Hana", "Ivo", "Jun", "Kai", "Lea")
