@@ -188,3 +188,10 @@ def test_kind_of_column() -> None:
         rows.kind_of_column(c)
         for c in ("First Name", "EMAIL", "dob", "City", "sex", "employer", "user_id", "whatever")
     ] == ["name", "email", "birthday", "location", "gender", "work", "account_id", "other"]
+
+
+def test_same_content_twice_is_planned_once(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text(FULL + "\n")
+    (tmp_path / "copy of a.txt").write_text(FULL + "\n")
+    shards = formats.plan_shards([tmp_path, tmp_path / "a.txt"], "facebook-2021")
+    assert [s.path.name for s in shards] == ["a.txt"]

@@ -107,13 +107,18 @@ def plan_shards(
 ) -> list[Shard]:
     """Shards for ``paths``: one per file or zip member, plain facebook files split by bytes.
 
-    ``exclude`` (the data dir) is never read when a directory is given.
+    ``exclude`` (the data dir) is never read when a directory is given; a file whose content
+    equals an earlier one's is left out.
     """
     if fmt not in FORMATS:
         raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     shards: list[Shard] = []
+    seen: set[str] = set()
     for path in expand(paths, exclude):
         digest = file_sha256(path)
+        if digest in seen:  # the same content twice in one call counts once
+            continue
+        seen.add(digest)
         size = path.stat().st_size
         if path.suffix.lower() == ".zip":
             try:
