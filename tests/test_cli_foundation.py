@@ -88,3 +88,10 @@ def test_no_key_material_in_store_or_output(
             assert not any(s in blob for s in forms), f
     text = "".join(r.stdout + r.stderr for r in outputs).encode()
     assert not any(s in text for s in forms)
+
+
+def test_files_written_by_commands_are_owner_only(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("keys", "init").code == 0
+    assert cli("status", "--json").code == 0
+    for f in home.rglob("*"):
+        assert stat.S_IMODE(f.stat().st_mode) & 0o077 == 0, f

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -81,6 +82,7 @@ def _hoist_globals(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: maps errors to exit status 2 (bad input) or 1 (operational)."""
+    os.umask(0o077)  # everything this process writes (DuckDB, Prefect, outbox) is owner-only
     args = _hoist_globals(list(sys.argv[1:] if argv is None else argv))
     as_json = "--json" in args
     try:
