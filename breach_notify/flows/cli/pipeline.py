@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -195,11 +196,12 @@ def demo(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     result["subscribers_import"] = subscribers
     outbox = s.outbox_dir / "dryrun.jsonl"
     result["outbox"] = str(outbox)
+    bin_dir = Path(sys.executable).parent  # the venv's scripts, whether or not it is activated
     where = (
         f"\nDry-run outbox (numbers masked): {outbox}\n"
-        f"Prefect runs: PREFECT_HOME={s.prefect_home.resolve()} prefect server start "
+        f"Prefect runs: PREFECT_HOME={s.prefect_home.resolve()} {bin_dir / 'prefect'} server start "
         "(then open http://127.0.0.1:4200)\n"
-        f"Counts any time: breach-notify --home {s.home} status"
+        f"Counts any time: {bin_dir / 'breach-notify'} --home {s.home} status"
     )
     _emit_run(as_json, result, where)
 
