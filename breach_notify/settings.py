@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     quiet_start: time = time(9, 0)
     quiet_end: time = time(20, 0)
     default_language: str = "en"
+    # Prefect global concurrency limit (with slot decay) that paces SMS across workers, in
+    # segments; flow runs acquire it per chunk. A limit that does not exist changes nothing.
+    sms_rate_limit: str = "breach-notify-sms"
     opt_out_line: str | None = None  # None: each language's own "Reply STOP to opt out"
 
     # Webhooks

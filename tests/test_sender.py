@@ -265,6 +265,31 @@ def test_rate_limit_paces_segments(world: World, memory: MemoryGateway) -> None:
     assert (last - wall_start).total_seconds() >= (n - 20) / 20.0
 
 
+def test_pace_is_asked_for_every_segment_with_the_store_released(
+    world: World, memory: MemoryGateway
+) -> None:
+    import subprocess
+    import sys
+
+    asked: list[int] = []
+    others_could_write: list[bool] = []
+
+    def pace(segments: int) -> None:
+        if not asked:  # another process can open the store for writing while we wait here
+            probe = subprocess.run(
+                [sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
+                 str(world.settings.db_path)],
+                capture_output=True,
+            )
+            others_could_write.append(probe.returncode == 0)
+        asked.append(segments)
+
+    report = _run(world, memory, pace=pace)
+    assert report["sent"] == len(world.expected)
+    assert sum(asked) == report["segments"] and all(n > 0 for n in asked)
+    assert others_could_write == [True]
+
+
 # -- crash safety -----------------------------------------------------------------------------
 
 

@@ -262,7 +262,11 @@ def send_task(
     ignore_quiet_hours: bool = False,
     resend_in_doubt: bool = False,
 ) -> dict[str, Any]:
-    """Work the outbox through the gateway; the sender opens and closes the store itself."""
+    """Work the outbox through the gateway; the sender opens and closes the store itself.
+
+    Paced by the Prefect global rate limit ``settings.sms_rate_limit`` when the server has one.
+    """
+    from breach_notify.flows.pacing import shared_pace
     from breach_notify.notify.gateway import open_gateway
     from breach_notify.notify.sender import send
 
@@ -278,6 +282,7 @@ def send_task(
             max_messages=max_messages,
             ignore_quiet_hours=ignore_quiet_hours,
             resend_in_doubt=resend_in_doubt,
+            pace=shared_pace(settings.sms_rate_limit),
         )
     finally:
         gw.close()

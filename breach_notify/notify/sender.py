@@ -111,6 +111,7 @@ def send(
     resend_in_doubt: bool = False,
     clock: Callable[[], datetime] = utcnow,
     backoff: Backoff | None = None,
+    pace: Callable[[int], None] | None = None,
     _sleep: Callable[[float], None] = time.sleep,
     _rng: random.Random | None = None,
     _page_size: int = PAGE_SIZE,
@@ -120,6 +121,8 @@ def send(
     ``rate`` is in segments per second (None: as fast as the gateway takes them);
     ``max_messages`` caps the notices handed to the gateway; ``clock`` (aware, UTC) decides
     quiet hours only — store timestamps are real time, as a gateway lookup compares against them.
+    ``pace(segments)`` is called before each chunk with the store closed, and may block: the
+    flows pass a Prefect global rate limit there to pace several senders together.
     """
     rng = _rng or random.Random()  # noqa: S311 - jitter, not secrets
     run = _Run(
@@ -131,6 +134,7 @@ def send(
         ignore_quiet_hours=ignore_quiet_hours,
         clock=clock,
         backoff=backoff or Backoff(),
+        pace=pace,
         sleep=_sleep,
         rng=rng,
         page_size=_page_size,
@@ -209,6 +213,7 @@ class _Run:
         ignore_quiet_hours: bool,
         clock: Callable[[], datetime],
         backoff: Backoff,
+        pace: Callable[[int], None] | None,
         sleep: Callable[[float], None],
         rng: random.Random,
         page_size: int,
@@ -221,6 +226,7 @@ class _Run:
         self.ignore_quiet_hours = ignore_quiet_hours
         self.clock = clock
         self.backoff = backoff
+        self.pace = pace
         self.sleep = sleep
         self.rng = rng
         self.page_size = page_size
@@ -438,6 +444,9 @@ class _Run:
                 self.store.close()
                 self.sleep(wait)
                 continue
+            if self.pace is not None:  # may wait on a shared limit: hold no store meanwhile
+                self.store.close()
+                self.pace(sum(it.segments for it in chunk))
             # Right before the requests: anyone who stopped since the page was read is skipped.
             gone = self._inactive(chunk)
             if gone:
