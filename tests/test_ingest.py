@@ -387,3 +387,42 @@ def test_sql_hmac_and_python_midstate_hmac_write_the_same_shards(
             ).fetchall()
         out[mode] = (rows, r.rows_read, r.invalid_by_reason, r.valid_rows)
     assert out[True] == out[False]
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_duckdb_reader_path_equals_arrow_path(
+    settings: Settings,
+    keyring: Keyring,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    crlf: bool,
+) -> None:
+    """Valid UTF-8 dumps go through DuckDB's own reader (store.ingest.direct): same report and
+    pseudonyms as the Arrow path, including values only phonenumbers decides (fullwidth digits)."""
+    from breach_notify.store.ingest import direct
+
+    f = tmp_path / "utf8.txt"
+    write_facebook(f, 3000, seed=13, crlf=crlf)
+    nl = b"\r\n" if crlf else b"\n"
+    extra = (
+        " \uff13\uff13\uff16\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18:1:\u00e9:::::::::"
+    ).encode()
+    f.write_bytes(f.read_bytes().replace(b"\xff\xfe", b"") + extra + nl)
+    used = []
+    real = direct.process_file
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        used.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(direct, "process_file", spy)
+    fast = ingest(settings, keyring, [f], "fast").as_dict()
+    assert used == [1]
+    monkeypatch.setattr(direct, "eligible", lambda spec, shards: False)
+    slow = ingest(settings, keyring, [f], "slow").as_dict()
+    assert used == [1]
+    for d in (fast, slow):
+        d.pop("seconds")
+        d.pop("breach")
+    assert fast == slow and fast["python_decided"] > 0
+    assert pseudonyms(settings, "fast") == pseudonyms(settings, "slow")

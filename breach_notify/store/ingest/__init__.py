@@ -15,22 +15,25 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import phonenumbers
 
-from breach_notify.crypto import Keyring
+from breach_notify.crypto import Keyring, Pseudonymizer
 from breach_notify.errors import BadInput
 from breach_notify.settings import Settings
 from breach_notify.store.db import connect
+from breach_notify.store.ingest import direct
 from breach_notify.store.ingest.formats import FORMATS, Shard, plan_shards
 from breach_notify.store.ingest.merge import (
     IngestReport,
     breach_summary,
     check_formats,
     list_breaches,
+    merge_into,
     merge_shards,
 )
 from breach_notify.store.ingest.rows import KINDS
@@ -122,6 +125,7 @@ def ingest(
     )
     shards = plan_shards([Path(p) for p in paths], fmt, exclude=settings.home)
     conn = connect(settings)
+    out_dir = Path(tempfile.mkdtemp(prefix="ingest-", dir=settings.tmp_dir))
     try:
         row = conn.execute("SELECT key_id FROM breaches WHERE id = ?", [breach_id]).fetchone()
         known = {
@@ -130,22 +134,54 @@ def ingest(
                 "SELECT content_sha256 FROM breach_files WHERE breach_id = ?", [breach_id]
             ).fetchall()
         }
+        key_id = str(row[0]) if row else keyring.active_id("pseudonym")
+        p = keyring.pseudonymizer(key_id)  # fails early (BadInput) if the breach's key is gone
+        todo = [s for s in shards if s.content_sha256 not in known]
+        skipped = len({s.content_sha256 for s in shards} - {s.content_sha256 for s in todo})
+        results, acc = _run_files(conn, todo, settings, keyring, p, spec, out_dir, progress)
+        report = merge_into(conn, settings, spec, results, acc=acc)
     finally:
-        conn.close()
-    key_id = str(row[0]) if row else keyring.active_id("pseudonym")
-    keyring.pseudonymizer(key_id)  # fails early (BadInput) if the breach's key is gone
-    todo = [s for s in shards if s.content_sha256 not in known]
-    skipped = len({s.content_sha256 for s in shards} - {s.content_sha256 for s in todo})
-    out_dir = Path(tempfile.mkdtemp(prefix="ingest-", dir=settings.tmp_dir))
-    try:
-        results = _run_shards(todo, settings, keyring, key_id, spec, out_dir, bool(progress))
-        report = merge_shards(settings, spec, results)
-    finally:
+        conn.close()  # drops the temp table bn_acc
         shutil.rmtree(out_dir, ignore_errors=True)
     report.files_skipped = skipped
     report.shards = len(todo)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _run_files(
+    conn: duckdb.DuckDBPyConnection,
+    todo: list[Shard],
+    settings: Settings,
+    keyring: Keyring,
+    p: Pseudonymizer,
+    spec: IngestSpec,
+    out_dir: Path,
+    progress: bool | None,
+) -> tuple[list[ShardResult], str | None]:
+    """Whole plain facebook files through DuckDB's own reader into the temp table
+    ``bn_acc`` (:mod:`.direct`, measured ~2x the Arrow path); every other file (and a file
+    DuckDB's reader refuses) through :func:`process_shard` and Parquet."""
+    by_file: dict[tuple[Path, str], list[Shard]] = {}
+    for s in todo:
+        by_file.setdefault((s.path, s.content_sha256 + (s.member or "")), []).append(s)
+    results: list[ShardResult] = []
+    rest: list[Shard] = []
+    acc = None
+    with _progress(todo, bool(progress)) as tick:
+        for index, group in enumerate(by_file.values()):
+            if direct.eligible(spec, group):
+                if acc is None:
+                    direct.create_acc(conn)
+                    acc = direct.ACC
+                try:
+                    results.append(direct.process_file(conn, index, group, spec, p, tick))
+                    continue
+                except direct.Fallback:
+                    pass
+            rest += group
+        results += _run_shards(rest, settings, keyring, p.key_id, spec, out_dir, tick)
+    return results, acc
 
 
 def _run_shards(
@@ -155,47 +191,45 @@ def _run_shards(
     key_id: str,
     spec: IngestSpec,
     out_dir: Path,
-    progress: bool,
+    tick: Callable[[int], None],
 ) -> list[ShardResult]:
     """Shards one after another, each using all DuckDB threads (measured faster on few cores
-    than shards side by side); a progress bar on stderr when asked."""
+    than shards side by side)."""
     keyring_path = _keyring_path(settings, keyring)
-    total = sum(s.nbytes for s in shards)
-    tick: Callable[[int], None] = lambda n: None  # noqa: E731
-    bar = None
-    if progress and shards:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
+    return [process_shard(s, keyring_path, key_id, spec, out_dir, tick=tick) for s in shards]
 
-        from breach_notify.flows.cli.common import err
 
-        bar = Progress(
-            "ingest",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=False,
-        )
-        task = bar.add_task("ingest", total=total)
-        tick = lambda n: bar.update(task, advance=n)  # noqa: E731
-        bar.start()
+@contextmanager
+def _progress(shards: list[Shard], progress: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (bytes done of total) when asked; yields its tick."""
+    if not (progress and shards):
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from breach_notify.flows.cli.common import err
+
+    bar = Progress(
+        "ingest",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+    task = bar.add_task("ingest", total=sum(s.nbytes for s in shards))
+    bar.start()
     try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            futures = [
-                pool.submit(process_shard, s, keyring_path, key_id, spec, out_dir, tick=tick)
-                for s in shards
-            ]
-            return [f.result() for f in futures]
+        yield lambda n: bar.update(task, advance=n)
     finally:
-        if bar is not None:
-            bar.stop()
+        bar.stop()
 
 
 def _keyring_path(settings: Settings, keyring: Keyring) -> Path:

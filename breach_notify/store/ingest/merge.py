@@ -78,20 +78,35 @@ def merge_shards(
     Results of files already recorded for the breach are ignored, so a repeated merge changes
     nothing. Raises ``BadInput`` (store unchanged) when a file is not in the declared format.
     """
-    started = time.monotonic()
     check_formats(spec, results)
     conn = connect(settings)
     try:
+        return merge_into(conn, settings, spec, results)
+    finally:
+        conn.close()
+
+
+def merge_into(
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    spec: IngestSpec,
+    results: Sequence[ShardResult],
+    *,
+    acc: str | None = None,
+) -> IngestReport:
+    """:func:`merge_shards` on an open store connection; pseudonyms from the results' Parquet
+    files and, with ``acc``, from that temp table of ``(f, pseudonym, kinds)`` rows."""
+    started = time.monotonic()
+    check_formats(spec, results)
+    try:
         conn.execute("SET enable_progress_bar = false")
         conn.execute("SET enable_progress_bar_print = false")
-        return _merge(conn, settings, spec, results, started)
+        return _merge(conn, settings, spec, results, started, acc)
     except duckdb.Error:
         raise OperationalError(
             "the ingest could not be stored (store unchanged); check disk space and the memory "
             "limit, then retry"
         ) from None
-    finally:
-        conn.close()
 
 
 def _merge(
@@ -100,6 +115,7 @@ def _merge(
     spec: IngestSpec,
     results: Sequence[ShardResult],
     started: float,
+    acc: str | None = None,
 ) -> IngestReport:
     bid = spec.breach_id
     report = IngestReport(breach=bid)
@@ -149,7 +165,7 @@ def _merge(
         )
         report.files = len(files)
         paths = [str(p) for r in fresh for p in r.files]
-        distinct_in_call = _merge_pseudonyms(conn, bid, paths, existing is not None, report)
+        distinct_in_call = _merge_pseudonyms(conn, bid, paths, existing is not None, report, acc)
         report.invalid_by_reason = dict(sorted(reasons.items()))
         report.rows_invalid = sum(reasons.values())
         report.rows_duplicate = valid - distinct_in_call
@@ -194,26 +210,36 @@ def _merge_pseudonyms(
     paths: list[str],
     update: bool,
     report: IngestReport,
+    acc: str | None = None,
 ) -> int:
     """Insert the call's distinct pseudonyms (kinds OR-ed); returns how many distinct it had.
 
     One set-based statement per step; DuckDB's aggregate and join spill to the temp directory
     (pseudonyms only) when they exceed the memory limit.
     """
-    if not paths:
+    parts, params = [], []
+    if paths:
+        parts.append("SELECT pseudonym, kinds FROM read_parquet(?)")
+        params.append(paths)
+    if acc:
+        parts.append(f"SELECT pseudonym, kinds FROM {acc}")
+    if not parts:
         return 0
-    source = "SELECT pseudonym, bit_or(kinds)::USMALLINT AS kinds FROM read_parquet(?) GROUP BY ALL"
+    source = (
+        "SELECT pseudonym, bit_or(kinds)::USMALLINT AS kinds"
+        f" FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL"
+    )
     if not update:
         before = _count(conn, bid)
         conn.execute(
             f"INSERT INTO breach_pseudonyms (breach_id, pseudonym, kinds)"
             f" SELECT ?, pseudonym, kinds FROM ({source})",
-            [bid, paths],
+            [bid, *params],
         )
         added = _count(conn, bid) - before
         report.new_numbers += added
         return added
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE bn_new AS {source}", [paths])
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE bn_new AS {source}", params)
     row = conn.execute("SELECT count(*) FROM bn_new").fetchone()
     distinct = int(row[0]) if row else 0
     conn.execute(

@@ -24,8 +24,8 @@ KINDS = (
 BIT = {k: 1 << i for i, k in enumerate(KINDS)}
 HEADER_WORDS = ("phone", "phone_number", "phonenumber", "msisdn", "mobile", "tel", "number")
 _WS = "' ' || chr(9) || chr(13)"
-#: ``date`` as ``M/D/YYYY H:MM:SS AM`` followed by ``email`` and ``birthday`` (no colons).
-_DATE = r":\d{1,2}/\d{1,2}/\d{2,4} \d{1,2}:\d{2}:\d{2}(?: ?[AaPp][Mm])?:[^:]*:[^:]*$"
+#: ``date`` as ``M/D/YYYY H:MM:SS AM`` (its three colon-separated tokens joined again).
+_DATE_TOKENS = r"\d{1,2}/\d{1,2}/\d{2,4} \d{1,2}:\d{2}:\d{2}(?: ?[AaPp][Mm])?"
 
 #: CSV column-name keywords → kind (first match wins); other columns count as ``other``.
 _CSV_KINDS = (
@@ -61,20 +61,28 @@ def facebook_sql() -> str:
     ``date`` may hold ``M/D/YYYY H:MM:SS AM`` (three tokens) and ``work`` any number of colons:
     the first eight fields are read from the left, ``birthday``, ``email`` and ``date`` from the
     right, and ``work`` is what remains. Fewer than twelve tokens: ``truncated_line``.
+
+    With ``dt`` = 3 when ``date`` holds a time (the three tokens before ``email`` match ``_DATE``,
+    at least fourteen tokens) and 1 otherwise, ``work`` is exposed when ``n - 2 - dt > 9`` or
+    token 9 is non-empty, ``date`` when ``dt = 3`` or token ``n - 2`` is non-empty. A time makes
+    token ``n - 2`` non-empty, so ``date`` is simply token ``n - 2``; and ``dt`` changes ``work``
+    only at exactly fourteen tokens with an empty token 9: only those rows run the regex.
     Arithmetic, not CASE chains: this runs once per row of hundreds of millions.
     """
+    date = f"regexp_full_match(t[n - 4] || ':' || t[n - 3] || ':' || t[n - 2], '{_DATE_TOKENS}')"
+    work = f"(t[9] <> '' OR (n >= 13 AND NOT (n = 14 AND {date})))"
     bits = [
-        (_filled("t[2]"), BIT["account_id"]),
-        (f"({_filled('t[3]')} OR {_filled('t[4]')})", BIT["name"]),
-        (_filled("t[5]"), BIT["gender"]),
-        (f"({_filled('t[6]')} OR {_filled('t[7]')})", BIT["location"]),
-        (_filled("t[8]"), BIT["relationship"]),
-        (f"(n - 2 - dt > 9 OR {_filled('t[9]')})", BIT["work"]),
-        (f"(dt = 3 OR {_filled('t[n - 2]')})", BIT["date"]),
-        (_filled("t[n - 1]"), BIT["email"]),
-        (_filled("t[n]"), BIT["birthday"]),
+        ("t[2] <> ''", BIT["account_id"]),
+        ("(t[3] <> '' OR t[4] <> '')", BIT["name"]),
+        ("t[5] <> ''", BIT["gender"]),
+        ("(t[6] <> '' OR t[7] <> '')", BIT["location"]),
+        ("t[8] <> ''", BIT["relationship"]),
+        (work, BIT["work"]),
+        ("t[n - 2] <> ''", BIT["date"]),
+        ("t[n - 1] <> ''", BIT["email"]),
+        ("t[n] <> ''", BIT["birthday"]),
     ]
-    kinds = " + ".join(f"{cond}::INTEGER * {bit}" for cond, bit in bits)
+    kinds = " + ".join(f"({cond})::INTEGER * {bit}" for cond, bit in bits)
     words = ", ".join(f"'{w}'" for w in HEADER_WORDS)
     return f"""
     SELECT phone,
@@ -82,11 +90,10 @@ def facebook_sql() -> str:
         CASE WHEN n < 12 THEN (CASE WHEN trim(line, {_WS}) = '' THEN '_blank'
                                     ELSE 'truncated_line' END)
              WHEN phone = '' THEN 'empty'
-             WHEN NOT regexp_matches(phone, '^[0-9]') AND lower(phone) IN ({words})
+             WHEN regexp_full_match(phone, '[A-Za-z_]+') AND lower(phone) IN ({words})
              THEN '_header' END AS pre
     FROM (
-        SELECT line, t, n, trim(t[1], {_WS}) AS phone,
-            CASE WHEN n >= 14 AND regexp_matches(line, '{_DATE}') THEN 3 ELSE 1 END AS dt
+        SELECT line, t, n, trim(t[1], {_WS}) AS phone
         FROM (SELECT line, string_split(line, ':') AS t, len(t) AS n FROM bn_src)
     )
     """

@@ -1,0 +1,201 @@
+"""The default runner's fast path for whole plain ``facebook-2021`` files (no Parquet, no Arrow
+line reader).
+
+DuckDB reads the file itself (``read_csv``, parallel, one column, Latin-1 like the Arrow reader)
+in its own in-memory connection and streams back, per row, only the kinds, the E.164 string (as
+bytes) or the reason, and the raw phone value of the rare rows the SQL cannot decide. The HMAC is
+computed in Python from precomputed SHA-256 states (half the work of DESIGN §5's SQL HMAC) while
+DuckDB's threads read and normalise the next rows, and the pseudonyms go straight into the
+store connection's temp table ``bn_acc`` (pseudonyms and kinds only), deduplicated later by the
+merge's single ``GROUP BY``. No plaintext is materialised: E.164 values exist only in the
+streaming pipeline and in the Python batch being hashed.
+
+Any DuckDB error (a line format DuckDB's CSV reader does not accept, such as mixed line endings)
+raises :class:`Fallback` after the file's rows are removed from ``bn_acc``; the caller then runs
+the file through :func:`~breach_notify.store.ingest.stage.process_shard` instead, whose result is
+the reference.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from breach_notify.crypto import Pseudonymizer
+from breach_notify.store.ingest import formats, rows
+from breach_notify.store.ingest.normalize import phone_sql
+from breach_notify.store.ingest.stage import (
+    IngestSpec,
+    ShardResult,
+    _connect,
+    chunk_bytes,
+    reference,
+)
+
+ACC = "bn_acc"
+_BATCH = 1 << 20
+_SOURCE = (
+    "SELECT coalesce(line, '') AS line FROM read_csv($path, columns = {'line': 'VARCHAR'},"
+    " delim = '\\x1f', quote = '', escape = '', header = false, auto_detect = false,"
+    " encoding = '{encoding}')"
+)
+
+
+class Fallback(Exception):
+    """DuckDB's reader or the query failed on this file: use the Arrow path."""
+
+
+def eligible(spec: IngestSpec, shards: list[formats.Shard]) -> bool:
+    """Whole plain facebook-2021 files (all their byte ranges together)."""
+    first = shards[0]
+    return (
+        spec.fmt == "facebook-2021"
+        and first.member is None
+        and first.path.suffix.lower() not in (".gz", ".zip")
+        and sum(s.nbytes for s in shards) == first.size
+    )
+
+
+def create_acc(store: duckdb.DuckDBPyConnection) -> None:
+    """The temp table of (file, pseudonym, kinds) rows; connection-local, pseudonyms only."""
+    store.execute(
+        f"CREATE OR REPLACE TEMP TABLE {ACC} (f INTEGER, pseudonym BLOB, kinds USMALLINT)"
+    )
+
+
+def query(encoding: str = "utf-8") -> str:
+    """Per row: ``kinds``, ``e164`` (bytes), ``reason`` and, for rows the SQL cannot decide,
+    ``raw`` (the phone value, handed to ``phonenumbers``)."""
+    norm = phone_sql("bn_rows", "bn_phone", None, plus=True)
+    return f"""
+    WITH bn_src AS ({_SOURCE.replace("{encoding}", encoding)}),
+    bn_rows AS (SELECT *, CASE WHEN pre IS NULL THEN phone END AS bn_phone
+                FROM ({rows.facebook_sql()})),
+    bn_norm AS ({norm})
+    SELECT kinds, encode(e164) AS e164, coalesce(pre, reason) AS reason,
+        CASE WHEN pre IS NULL AND e164 IS NULL AND reason IS NULL THEN phone END AS raw
+    FROM bn_norm
+    """
+
+
+def process_file(
+    store: duckdb.DuckDBPyConnection,
+    index: int,
+    shards: list[formats.Shard],
+    spec: IngestSpec,
+    p: Pseudonymizer,
+    tick: Callable[[int], None] = lambda n: None,
+) -> ShardResult:
+    """Normalise and pseudonymise one whole file into ``bn_acc`` (rows tagged ``index``).
+
+    Read as UTF-8 (DuckDB's fastest decoder); a value only ``phonenumbers`` can decide is
+    turned back into the Latin-1 reading of its bytes, so every verdict equals the Arrow path's.
+    A file with invalid UTF-8 (or a byte-order mark, which UTF-8 reading would drop) is read as
+    Latin-1 instead; raises :class:`Fallback` when DuckDB refuses it either way.
+    """
+    shard = shards[0]
+    sample = formats.head(shard)
+    formats.check_not_binary(shard, sample)
+    per_row = max(1, len(sample) // max(sample.count(b"\n"), 1))
+    encodings = ["latin-1"] if sample.startswith(b"\xef\xbb\xbf") else ["utf-8", "latin-1"]
+    for encoding in encodings:
+        try:
+            return _attempt(store, index, shard, spec, p, encoding, per_row, tick)
+        except (duckdb.Error, pa.ArrowException, OSError):
+            store.execute(f"DELETE FROM {ACC} WHERE f = $f", {"f": index})
+    raise Fallback(shard.label)
+
+
+def _attempt(
+    store: duckdb.DuckDBPyConnection,
+    index: int,
+    shard: formats.Shard,
+    spec: IngestSpec,
+    p: Pseudonymizer,
+    encoding: str,
+    per_row: int,
+    tick: Callable[[int], None],
+) -> ShardResult:
+    result = ShardResult(shard, p.key_id)
+    reasons: Counter[str] = Counter()
+    inner, outer = p._hash_states()
+    icopy, ocopy = inner.copy, outer.copy
+    done = 0
+    con = _connect(spec)
+    try:
+        sql = query(encoding)
+        batch_rows = max(1 << 16, min(_BATCH, chunk_bytes(spec.memory_limit) // 64))
+        reader = con.sql(sql, params={"path": str(shard.path)}).to_arrow_reader(batch_rows)
+        for batch in reader:
+            n = batch.num_rows
+            result.rows_read += n
+            reason = batch.column("reason")
+            if reason.null_count < n:
+                for item in pc.value_counts(reason.drop_null()).to_pylist():
+                    reasons[item["values"]] += item["counts"]
+            e164 = batch.column("e164")
+            digests: list[bytes] = []
+            kinds: pa.Array | list[int] = []
+            if e164.null_count < n:
+                keep = pc.is_valid(e164)
+                for value in e164.filter(keep).to_pylist():
+                    h = icopy()
+                    h.update(value)
+                    o = ocopy()
+                    o.update(h.digest())
+                    digests.append(o.digest())
+                kinds = batch.column("kinds").filter(keep)
+                result.sql_decided += len(digests)
+            raw = batch.column("raw")
+            if raw.null_count < n:
+                keep = pc.is_valid(raw)
+                extra_k: list[int] = []
+                values = raw.filter(keep).to_pylist()
+                if encoding == "utf-8":  # the Latin-1 reading of the same bytes
+                    values = [v.encode("utf-8").decode("latin-1") for v in values]
+                pairs = zip(
+                    values,
+                    batch.column("kinds").filter(keep).to_pylist(),
+                    strict=True,
+                )
+                for value, k in pairs:
+                    found, why = reference(value, spec.fmt, None)
+                    result.python_decided += 1
+                    if found is None:
+                        reasons[why] += 1
+                    else:
+                        digests.append(p.pseudonym(found))
+                        extra_k.append(int(k))
+                if extra_k:
+                    kinds = pa.concat_arrays(
+                        [pa.array(kinds, pa.uint16()), pa.array(extra_k, pa.uint16())]
+                    )
+            if digests:
+                result.valid_rows += len(digests)
+                table = pa.table(
+                    {
+                        "pseudonym": pa.array(digests, pa.binary()),
+                        "kinds": pa.array(kinds, pa.uint16()),
+                    }
+                )
+                store.register("bn_batch", table)
+                store.execute(
+                    f"INSERT INTO {ACC} SELECT $f, pseudonym, kinds FROM bn_batch", {"f": index}
+                )
+                store.unregister("bn_batch")
+            step = min(shard.size - done, n * per_row)
+            if step > 0:
+                done += step
+                tick(step)
+    finally:
+        con.close()
+    tick(shard.size - done)
+    result.header_lines = reasons.pop("_header", 0)
+    blank = reasons.pop("_blank", 0)
+    result.rows_read -= result.header_lines + blank
+    result.invalid_by_reason = dict(reasons)
+    return result
