@@ -128,7 +128,10 @@ def _attempt(
     con = _connect(spec)
     try:
         sql = query(encoding)
-        batch_rows = max(1 << 16, min(_BATCH, chunk_bytes(spec.memory_limit) // 64))
+        buffer = chunk_bytes(spec.memory_limit)
+        # DuckDB's threads run ahead while Python hashes (default buffer ~1 MB: they stall)
+        con.execute(f"SET streaming_buffer_size = '{buffer >> 20}MiB'")
+        batch_rows = max(1 << 16, min(_BATCH, buffer // 64))
         reader = con.sql(sql, params={"path": str(shard.path)}).to_arrow_reader(batch_rows)
         for batch in reader:
             n = batch.num_rows

@@ -270,22 +270,31 @@ def _count(conn: duckdb.DuckDBPyConnection, bid: str) -> int:
 
 
 def buckets(conn: duckdb.DuckDBPyConnection, bid: str, k: int, n: int) -> tuple[int, int | None]:
-    """(L, min bucket): the largest L where every one of the 2^L prefixes holds ≥ k pseudonyms."""
+    """(L, min bucket): the largest L where every one of the 2^L prefixes holds ≥ k pseudonyms.
+
+    One scan counts the buckets at the largest L the total allows; coarser levels are sums of
+    those counts (in Python, at most 2^top small integers)."""
     if n == 0:
         return 0, None
     top = 0
     while top < 32 and n >= k * (2 ** (top + 1)):
         top += 1
+    if top == 0:
+        return 0, n
+    rows = conn.execute(
+        f"""SELECT {_BUCKET} >> {32 - top} AS b, count(*) AS c
+            FROM breach_pseudonyms WHERE breach_id = ? GROUP BY b""",
+        [bid],
+    ).fetchall()
+    counts = {int(b): int(c) for b, c in rows}
     for bits in range(top, 0, -1):
-        row = conn.execute(
-            f"""SELECT count(*), min(c) FROM (
-                    SELECT {_BUCKET} >> {32 - bits} AS b, count(*) AS c
-                    FROM breach_pseudonyms WHERE breach_id = ? GROUP BY b)""",
-            [bid],
-        ).fetchone()
-        assert row is not None
-        if int(row[0]) == 2**bits and int(row[1]) >= k:
-            return bits, int(row[1])
+        if bits < top:
+            coarser: dict[int, int] = {}
+            for b, c in counts.items():
+                coarser[b >> 1] = coarser.get(b >> 1, 0) + c
+            counts = coarser
+        if len(counts) == 2**bits and min(counts.values()) >= k:
+            return bits, min(counts.values())
     return 0, n
 
 
