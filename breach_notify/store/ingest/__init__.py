@@ -169,17 +169,18 @@ def _run_files(
     rest: list[Shard] = []
     acc = None
     with _progress(todo, bool(progress)) as tick:
-        for index, group in enumerate(by_file.values()):
-            if direct.eligible(spec, group):
-                if acc is None:
-                    direct.create_acc(conn)
-                    acc = direct.ACC
-                try:
-                    results.append(direct.process_file(conn, index, group, spec, p, tick))
-                    continue
-                except direct.Fallback:
-                    pass
-            rest += group
+        with direct.shared_limit(conn, spec) as reading:
+            for index, group in enumerate(by_file.values()):
+                if direct.eligible(spec, group):
+                    if acc is None:
+                        direct.create_acc(conn)
+                        acc = direct.ACC
+                    try:
+                        results.append(direct.process_file(conn, index, group, reading, p, tick))
+                        continue
+                    except direct.Fallback:
+                        pass
+                rest += group
         results += _run_shards(rest, settings, keyring, p.key_id, spec, out_dir, tick)
     return results, acc
 

@@ -18,8 +18,11 @@ the reference.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import duckdb
 import pyarrow as pa
@@ -41,8 +44,34 @@ _BATCH = 1 << 20
 _SOURCE = (
     "SELECT coalesce(line, '') AS line FROM read_csv($path, columns = {'line': 'VARCHAR'},"
     " delim = '\\x1f', quote = '', escape = '', header = false, auto_detect = false,"
-    " encoding = '{encoding}')"
+    " encoding = '{encoding}', buffer_size = {buffer})"
 )
+
+
+def limit_bytes(memory_limit: str) -> int | None:
+    """The memory limit in bytes (``None`` when it does not parse)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*", memory_limit.upper())
+    if not m:
+        return None
+    scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[m.group(2)]
+    return int(float(m.group(1)) * scale)
+
+
+@contextmanager
+def shared_limit(store: duckdb.DuckDBPyConnection, spec: IngestSpec) -> Iterator[IngestSpec]:
+    """While files are read, the reading connection gets a quarter of the memory limit and the
+    store connection (``bn_acc``, which spills) the rest, so the two stay within the limit;
+    yields the spec for the reading connection."""
+    total = limit_bytes(spec.memory_limit)
+    if total is None:
+        yield spec
+        return
+    reader = max(total // 4, 1)
+    store.execute(f"SET memory_limit = '{total - reader}B'")
+    try:
+        yield dataclasses.replace(spec, memory_limit=f"{reader}B")
+    finally:
+        store.execute(f"SET memory_limit = '{total}B'")
 
 
 class Fallback(Exception):
@@ -67,12 +96,12 @@ def create_acc(store: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def query(encoding: str = "utf-8") -> str:
+def query(encoding: str = "utf-8", buffer: int = 16 << 20) -> str:
     """Per row: ``kinds``, ``e164`` (bytes), ``reason`` and, for rows the SQL cannot decide,
     ``raw`` (the phone value, handed to ``phonenumbers``)."""
     norm = phone_sql("bn_rows", "bn_phone", None, plus=True)
     return f"""
-    WITH bn_src AS ({_SOURCE.replace("{encoding}", encoding)}),
+    WITH bn_src AS ({_SOURCE.replace("{encoding}", encoding).replace("{buffer}", str(buffer))}),
     bn_rows AS (SELECT *, CASE WHEN pre IS NULL THEN phone END AS bn_phone
                 FROM ({rows.facebook_sql()})),
     bn_norm AS ({norm})
@@ -127,7 +156,9 @@ def _attempt(
     done = 0
     con = _connect(spec)
     try:
-        sql = query(encoding)
+        # the CSV reader's buffer, small enough for small memory limits (lines up to 2 MB)
+        limit = limit_bytes(spec.memory_limit) or (1 << 30)
+        sql = query(encoding, min(16 << 20, max(4 << 20, limit // 8)))
         buffer = chunk_bytes(spec.memory_limit)
         # DuckDB's threads run ahead while Python hashes (default buffer ~1 MB: they stall)
         con.execute(f"SET streaming_buffer_size = '{buffer >> 20}MiB'")
