@@ -97,6 +97,22 @@ def floor_seconds(path: Path, memory_limit: str) -> float:
     return seconds
 
 
+def sql_only_seconds(path: Path, memory_limit: str) -> float:
+    """Read + row SQL + normalisation SQL alone (no HMAC, dedup or store): the ingest's own
+    per-row SQL, to see how much of the gap to the floor is that SQL."""
+    from breach_notify.store.ingest import direct
+
+    con = duckdb.connect(config={"memory_limit": memory_limit, "preserve_insertion_order": False})
+    t = time.perf_counter()
+    con.sql(
+        f"SELECT count(e164), count(reason), count(raw), sum(kinds) FROM ({direct.query()})",
+        params={"path": str(path)},
+    ).fetchall()
+    seconds = time.perf_counter() - t
+    con.close()
+    return seconds
+
+
 def ingest_seconds(path: Path, work: Path, memory_limit: str) -> tuple[float, dict[str, object]]:
     home = work / f"home-{path.stem}"
     shutil.rmtree(home, ignore_errors=True)
@@ -140,11 +156,16 @@ def main() -> None:
             floor_seconds(small, args.memory_limit),
             floor_seconds(large, args.memory_limit),
         )
+        s_small, s_large = (
+            sql_only_seconds(small, args.memory_limit),
+            sql_only_seconds(large, args.memory_limit),
+        )
         i_small, r_small = ingest_seconds(small, work, args.memory_limit)
         i_large, r_large = ingest_seconds(large, work, args.memory_limit)
         rows = args.large - args.small
         floor = rows / max(f_large - f_small, 1e-9)
         ours = rows / max(i_large - i_small, 1e-9)
+        sql_only = rows / max(s_large - s_small, 1e-9)
         rss = peak_rss_mb(large, work, args.memory_limit)
         hmac_sql, hmac_py = hmac_rates()
         result = {
@@ -155,6 +176,8 @@ def main() -> None:
             "ingest_rows_per_s": round(ours),
             "ingest_vs_floor": round(ours / floor, 3),
             "ingest_vs_naive": round(ours / naive, 1),
+            "sql_only_rows_per_s": round(sql_only),
+            "sql_only_vs_floor": round(sql_only / floor, 3),
             "floor_seconds": [round(f_small, 3), round(f_large, 3)],
             "ingest_seconds": [round(i_small, 3), round(i_large, 3)],
             "sql_decided_share": round(

@@ -7,6 +7,11 @@ scale-out runner (Dask) can call itself:
 - ``process_shard(shard, keyring_path, key_id, spec, out_dir)`` → ``ShardResult`` (counts) and
   hash-partitioned Parquet of (pseudonym, kinds); the worker loads its key from the keyring;
 - ``merge_shards(settings, spec, results)`` → ``IngestReport``, one DuckDB transaction.
+
+The default runner (:func:`ingest`) reads whole plain ``facebook-2021`` files with DuckDB's own
+CSV reader instead (:mod:`.direct`: no Arrow line reader, no Parquet; pseudonyms go straight
+into a temp table of the store connection) and falls back to ``process_shard`` for every other
+file and for a file DuckDB's reader refuses; the merge is the same.
 """
 
 from __future__ import annotations
