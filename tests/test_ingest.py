@@ -407,7 +407,8 @@ def test_duckdb_reader_path_equals_arrow_path(
     extra = (
         " \uff13\uff13\uff16\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18:1:\u00e9:::::::::"
     ).encode()
-    f.write_bytes(f.read_bytes().replace(b"\xff\xfe", b"") + extra + nl)
+    unit_sep = b"33612345678:1:A\x1fB:::::::::" + nl + b"336\x1f:1" + nl  # Arrow: bad_line
+    f.write_bytes(f.read_bytes().replace(b"\xff\xfe", b"") + extra + nl + unit_sep)
     used = []
     real = direct.process_file
 
@@ -425,4 +426,5 @@ def test_duckdb_reader_path_equals_arrow_path(
         d.pop("seconds")
         d.pop("breach")
     assert fast == slow and fast["python_decided"] > 0
+    assert fast["invalid_by_reason"]["bad_line"] == 2
     assert pseudonyms(settings, "fast") == pseudonyms(settings, "slow")

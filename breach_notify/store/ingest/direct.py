@@ -103,7 +103,7 @@ def query(encoding: str = "utf-8", buffer: int = 16 << 20) -> str:
     return f"""
     WITH bn_src AS ({_SOURCE.replace("{encoding}", encoding).replace("{buffer}", str(buffer))}),
     bn_rows AS (SELECT *, CASE WHEN pre IS NULL THEN phone END AS bn_phone
-                FROM ({rows.facebook_sql()})),
+                FROM ({rows.facebook_sql(unit_separator_is_bad=True)})),
     bn_norm AS ({norm})
     SELECT kinds, encode(e164) AS e164, coalesce(pre, reason) AS reason,
         CASE WHEN pre IS NULL AND e164 IS NULL AND reason IS NULL THEN phone END AS raw

@@ -55,7 +55,7 @@ def _filled(expr: str) -> str:
     return f"(coalesce({expr}, '') <> '')"
 
 
-def facebook_sql() -> str:
+def facebook_sql(*, unit_separator_is_bad: bool = False) -> str:
     """``phone:fb_id:first:last:gender:current_city:hometown:relationship:work:date:email:birthday``.
 
     ``date`` may hold ``M/D/YYYY H:MM:SS AM`` (three tokens) and ``work`` any number of colons:
@@ -68,7 +68,11 @@ def facebook_sql() -> str:
     token ``n - 2`` non-empty, so ``date`` is simply token ``n - 2``; and ``dt`` changes ``work``
     only at exactly fourteen tokens with an empty token 9: only those rows run the regex.
     Arithmetic, not CASE chains: this runs once per row of hundreds of millions.
+
+    With ``unit_separator_is_bad`` a line holding the byte 0x1F is a ``bad_line``, as the Arrow
+    reader (which splits on it) counts it; DuckDB's own reader hands such a line over whole.
     """
+    bad = "WHEN contains(line, chr(31)) THEN 'bad_line'" if unit_separator_is_bad else ""
     date = f"regexp_full_match(t[n - 4] || ':' || t[n - 3] || ':' || t[n - 2], '{_DATE_TOKENS}')"
     work = f"(t[9] <> '' OR (n >= 13 AND NOT (n = 14 AND {date})))"
     bits = [
@@ -87,7 +91,8 @@ def facebook_sql() -> str:
     return f"""
     SELECT phone,
         CASE WHEN n < 12 THEN 0 ELSE ({kinds}) END::USMALLINT AS kinds,
-        CASE WHEN n < 12 THEN (CASE WHEN trim(line, {_WS}) = '' THEN '_blank'
+        CASE {bad}
+             WHEN n < 12 THEN (CASE WHEN trim(line, {_WS}) = '' THEN '_blank'
                                     ELSE 'truncated_line' END)
              WHEN phone = '' THEN 'empty'
              WHEN regexp_full_match(phone, '[A-Za-z_]+') AND lower(phone) IN ({words})
