@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from breach_notify.crypto import Keyring
 from breach_notify.settings import Settings
+
+if TYPE_CHECKING:
+    from breach_notify.flows.serve import PrefectServer
 
 
 @pytest.fixture
@@ -31,6 +35,20 @@ def settings(home: Path) -> Settings:
 @pytest.fixture
 def keyring(settings: Settings) -> Keyring:
     return Keyring.create(settings.keyring_path)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[PrefectServer]:
+    """A real ``prefect server start`` on loopback (home ``tmp_path/server``), stopped after."""
+    from breach_notify.flows.serve import PrefectServer
+
+    srv = PrefectServer(Settings(home=tmp_path / "server"))
+    srv.start()
+    print(f"prefect server started in {srv.started_in:.1f}s")
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @dataclass

@@ -3,7 +3,6 @@ give exactly the pseudonyms and counts of the default runner; without a server, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from test_flows_helpers import (
 )
 
 from breach_notify.flows.serve import PrefectServer
-from breach_notify.settings import Settings
 
 
 def test_dask_without_server_is_exit_2(tmp_path: Path) -> None:
@@ -31,16 +29,6 @@ def test_dask_without_server_is_exit_2(tmp_path: Path) -> None:
               "--dask-address", "tcp://127.0.0.1:1", "--json", env=clean_env(), timeout=60)
     assert res.code == 2 and "PREFECT_API_URL" in res.json["error"]
     assert res.seconds < 20
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[PrefectServer]:
-    srv = PrefectServer(Settings(home=tmp_path / "server"))
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def _store(home: Path) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,17 +33,6 @@ def test_prefect_yaml_shape() -> None:
         assert d["work_pool"]["name"] == "breach-notify"
         assert d["entrypoint"].startswith("breach_notify/flows/pipeline.py:")
         assert d["work_pool"]["job_variables"]["env"]["PREFECT_TASKS_DEFAULT_NO_CACHE"] == "true"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[PrefectServer]:
-    srv = PrefectServer(Settings(home=tmp_path / "server"))
-    srv.start()
-    print(f"prefect server started in {srv.started_in:.1f}s")
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def _prefect(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,17 +9,6 @@ from privacy import scan
 from test_flows_helpers import api, cli, prepared_home, processes_under, server_env, small_sample
 
 from breach_notify.flows.serve import PrefectServer
-from breach_notify.settings import Settings
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[PrefectServer]:
-    srv = PrefectServer(Settings(home=tmp_path / "server"))
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.mark.slow
