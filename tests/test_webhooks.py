@@ -219,7 +219,7 @@ def test_twilio_opt_out_type_wins(hooks: Hooks) -> None:
 
 
 @pytest.mark.slow
-def test_busy_store_answers_503_and_changes_nothing(home: Path, keyring: Keyring) -> None:
+def test_busy_store_keeps_stop_and_answers_503_to_the_rest(home: Path, keyring: Keyring) -> None:
     settings = Settings(home=home, lock_timeout_seconds=0.3)
     with session(settings) as conn:
         registry.create(conn, keyring, parse_number(GB_MOBILE), status="active", language="en",
@@ -239,13 +239,22 @@ def test_busy_store_answers_503_and_changes_nothing(home: Path, keyring: Keyring
             time.sleep(0.02)
         h = Hooks(f"http://127.0.0.1:{port}", settings, keyring)
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        r = h.sms(GB_MOBILE, "STOP")
+        r = h.sms(GB_MOBILE, "START")  # not consent-critical: Twilio may retry, nothing kept
         assert r.status_code == 503 and r.headers.get("retry-after")
+        r = h.sms(GB_MOBILE, "STOP")  # an opt-out is never lost: kept as pseudonyms, 200
+        assert r.status_code == 200 and "<Message>" not in r.text
+        spooled = list((home / "spool").glob("optout*.jsonl"))
+        assert len(spooled) == 1
+        holder.wait(30)
+        assert h.state(GB_MOBILE) == "active"  # nothing applied yet
+        r = h.sms(GB_MOBILE, "HELP")  # the next request that gets the store applies the spool
+        assert r.status_code == 200
     finally:
         holder.wait(30)
         server.should_exit = True
         thread.join(10)
-    assert h.state(GB_MOBILE) == "active"
+    assert h.state(GB_MOBILE) == "opted_out"
+    assert not list((home / "spool").glob("optout*.jsonl"))
     assert privacy.scan([home], ALL_NUMBERS, texts=h.texts) == []
 
 

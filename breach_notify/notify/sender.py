@@ -45,7 +45,7 @@ from breach_notify.notify.throttle import Backoff, TokenBucket
 from breach_notify.numbers import E164
 from breach_notify.settings import Settings
 from breach_notify.store import db
-from breach_notify.subscribers import consent
+from breach_notify.subscribers import consent, spool
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,7 @@ def send(
     )
     started = time.monotonic()
     try:
+        spool.apply(run.store.get(), settings)  # STOPs kept while the store was busy come first
         run.reconcile()
         if resend_in_doubt:
             run.release_in_doubt()

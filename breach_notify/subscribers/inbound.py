@@ -42,7 +42,7 @@ def handle(
     Opt-Out is on; it wins over our reading of the text, so custom keywords set there work too.
     """
     now = now or events.utcnow()
-    intent = _TWILIO_TYPES.get((opt_out_type or "").strip().upper()) or classify(body)
+    intent = intent_of(body, opt_out_type)
     try:
         number = parse_number(sender)
     except InvalidNumber:
@@ -60,6 +60,11 @@ def handle(
                 changed = consent.resume(conn, sub.id, SOURCE, now)
         active = sub is not None and consent.is_active(conn, sub.id)
     return Outcome(intent, sub is not None, changed, _reply(settings, intent, active))
+
+
+def intent_of(body: str, opt_out_type: str | None = None) -> Intent:
+    """What a message asks for; Twilio's ``OptOutType`` verdict wins over our reading."""
+    return _TWILIO_TYPES.get((opt_out_type or "").strip().upper()) or classify(body)
 
 
 def _reply(settings: Settings, intent: Intent, active: bool) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import parse_qsl
 
@@ -32,9 +33,11 @@ from twilio.twiml.messaging_response import MessagingResponse
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BreachNotifyError, OperationalError
 from breach_notify.notify import delivery
+from breach_notify.numbers import InvalidNumber, parse_number
 from breach_notify.settings import Settings
 from breach_notify.store.db import session
-from breach_notify.subscribers import consent, inbound
+from breach_notify.subscribers import consent, inbound, spool
+from breach_notify.subscribers.keywords import Intent
 
 log = logging.getLogger("breach_notify.webhooks")
 T = TypeVar("T")
@@ -64,6 +67,7 @@ def create_app(settings: Settings, *, public_url: str, auth_token: str) -> Starl
         with store_lock:
             ring = Keyring.load(store_settings.keyring_path)
             with session(store_settings) as conn:
+                spool.apply(conn, store_settings)  # opt-outs kept while the store was busy
                 return work(conn, ring)
 
     async def authenticated(request: Request) -> ImmutableMultiDict[str, str] | Response:
@@ -111,6 +115,14 @@ def create_app(settings: Settings, *, public_url: str, auth_token: str) -> Starl
 
         outcome = await run(work)
         if isinstance(outcome, Response):
+            if (
+                outcome.status_code == 503
+                and inbound.intent_of(body, opt_out_type) is Intent.OPT_OUT
+            ):
+                # A STOP must not be lost to a long ingest: keep it (pseudonyms only) for later.
+                await run_in_threadpool(_spool_opt_out, sender)
+                log.info("inbound intent=opt_out spooled (store busy)")
+                return Response(str(MessagingResponse()), media_type="application/xml")
             return outcome
         log.info(
             "inbound intent=%s known=%s changed=%s",
@@ -144,6 +156,14 @@ def create_app(settings: Settings, *, public_url: str, auth_token: str) -> Starl
             return changed
         log.info("status %s changed=%s", status[:20] or "-", changed)
         return Response(status_code=204)
+
+    def _spool_opt_out(sender: str) -> None:
+        try:
+            number = parse_number(sender)
+        except InvalidNumber:
+            return
+        ring = Keyring.load(store_settings.keyring_path)
+        spool.append_opt_out(store_settings, ring, number, datetime.now(UTC))
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
