@@ -153,3 +153,24 @@ def test_sealer_rejects_bad_keys() -> None:
     with pytest.raises(ValueError):
         Sealer("s2", {"s1": KEY1})
     assert KEY1.hex() not in repr(_sealer())
+
+
+def test_bulk_pseudonyms_equal_one_by_one_and_sql() -> None:
+    p = Pseudonymizer("p1", bytes(range(32)))
+    values = [f"+3361234{i:04d}" for i in range(300)]
+    bulk = p.pseudonyms(v.encode() for v in values)
+    assert bulk == [p.pseudonym(v) for v in values]
+    assert p.pseudonyms([]) == []
+    expr = p.sql_expression("$v")
+    got = duckdb.connect().execute(f"SELECT {expr.sql}", {**expr.params, "v": values[7]}).fetchone()
+    assert got is not None and bytes(got[0]) == bulk[7]
+
+
+def test_keyring_path_is_public_and_none_from_environment(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from breach_notify.crypto import Keyring
+    from breach_notify.crypto.keyring import ENV_VAR
+
+    path = tmp_path / "keyring.json"
+    assert Keyring.create(path).path == path
+    monkeypatch.setenv(ENV_VAR, path.read_text())
+    assert Keyring.load(path).path is None

@@ -100,6 +100,11 @@ class Keyring:
     # -- use ----------------------------------------------------------------------------------
 
     @property
+    def path(self) -> Path | None:
+        """The file this keyring was loaded from; None when it came from the environment."""
+        return self._path
+
+    @property
     def key_ids(self) -> dict[str, list[str]]:
         return {p: sorted(self._keys[p]) for p in PURPOSES}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 _BLOCK = 64
@@ -56,6 +57,24 @@ class Pseudonymizer:
             raise TypeError("message must be bytes")
         return hmac.new(self.__key, message, hashlib.sha256).digest()
 
+    def pseudonyms(self, values: Iterable[bytes]) -> list[bytes]:
+        """The pseudonyms of many encoded E.164 values: the bulk path of an ingest.
+
+        Equal to :meth:`pseudonym` for each value, about twice as fast: the inner and outer
+        hash states after the pads are computed once and copied per value.
+        """
+        inner, outer = self._hash_states()
+        icopy, ocopy = inner.copy, outer.copy
+        out: list[bytes] = []
+        append = out.append
+        for value in values:
+            h = icopy()
+            h.update(value)
+            o = ocopy()
+            o.update(h.digest())
+            append(o.digest())
+        return out
+
     def sql_expression(self, column: str, *, blob: bool = False) -> SqlExpression:
         """A DuckDB expression computing the pseudonym (BLOB) of VARCHAR ``column``.
 
@@ -76,6 +95,6 @@ class Pseudonymizer:
         return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
     def _hash_states(self) -> tuple[hashlib._Hash, hashlib._Hash]:
-        """Inner and outer SHA-256 states after the pads, for a vectorised fast path."""
+        """Inner and outer SHA-256 states after the pads (private: they are as good as the key)."""
         ipad, opad = self._pads()
         return hashlib.sha256(ipad), hashlib.sha256(opad)

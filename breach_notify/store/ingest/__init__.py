@@ -240,5 +240,4 @@ def _progress(shards: list[Shard], progress: bool) -> Iterator[Callable[[int], N
 
 def _keyring_path(settings: Settings, keyring: Keyring) -> Path:
     """Where workers load keys from: the keyring's own file (or the environment, see Keyring)."""
-    path = getattr(keyring, "_path", None)
-    return Path(path) if path is not None else settings.keyring_path
+    return keyring.path if keyring.path is not None else settings.keyring_path

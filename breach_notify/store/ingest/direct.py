@@ -151,8 +151,6 @@ def _attempt(
 ) -> ShardResult:
     result = ShardResult(shard, p.key_id)
     reasons: Counter[str] = Counter()
-    inner, outer = p._hash_states()
-    icopy, ocopy = inner.copy, outer.copy
     done = 0
     con = _connect(spec)
     try:
@@ -176,12 +174,7 @@ def _attempt(
             kinds: pa.Array | list[int] = []
             if e164.null_count < n:
                 keep = pc.is_valid(e164)
-                for value in e164.filter(keep).to_pylist():
-                    h = icopy()
-                    h.update(value)
-                    o = ocopy()
-                    o.update(h.digest())
-                    digests.append(o.digest())
+                digests = p.pseudonyms(e164.filter(keep).to_pylist())
                 kinds = batch.column("kinds").filter(keep)
                 result.sql_decided += len(digests)
             raw = batch.column("raw")

@@ -195,21 +195,14 @@ def query(
 
 
 class _Hasher:
-    """HMAC-SHA256 from the key's precomputed inner/outer states; equal to ``hmac.new``."""
+    """HMAC-SHA256 of a column of E.164 strings (``Pseudonymizer.pseudonyms``)."""
 
     def __init__(self, p: Pseudonymizer) -> None:
-        self._inner, self._outer = p._hash_states()
+        self._p = p
 
     def table(self, e164: pa.ChunkedArray, kinds: pa.ChunkedArray) -> pa.Table:
         """``pseudonym``, ``kinds``, ``part`` (first four bits) for non-null E.164 strings."""
-        inner, outer = self._inner, self._outer
-        digests = []
-        for value in e164.to_pylist():
-            h = inner.copy()
-            h.update(value.encode())
-            o = outer.copy()
-            o.update(h.digest())
-            digests.append(o.digest())
+        digests = self._p.pseudonyms(v.encode() for v in e164.to_pylist())
         parts = pa.array([d[0] >> 4 for d in digests], pa.uint8())
         return pa.table(
             {"pseudonym": pa.array(digests, pa.binary()), "kinds": kinds, "part": parts}
