@@ -1,14 +1,14 @@
 """The default runner's fast path for whole plain ``facebook-2021`` files (no Parquet, no Arrow
 line reader).
 
-DuckDB reads the file itself (``read_csv``, parallel, one column, Latin-1 like the Arrow reader)
-in its own in-memory connection and streams back, per row, only the kinds, the E.164 string (as
-bytes) or the reason, and the raw phone value of the rare rows the SQL cannot decide. The HMAC is
-computed in Python from precomputed SHA-256 states (half the work of DESIGN §5's SQL HMAC) while
-DuckDB's threads read and normalise the next rows, and the pseudonyms go straight into the
-store connection's temp table ``bn_acc`` (pseudonyms and kinds only), deduplicated later by the
-merge's single ``GROUP BY``. No plaintext is materialised: E.164 values exist only in the
-streaming pipeline and in the Python batch being hashed.
+DuckDB reads the file itself (``read_csv``, parallel, one column, Latin-1 like the Arrow reader) in
+its own in-memory connection and streams back, per row, only the kinds, the E.164 string (as bytes)
+or the reason, and the raw phone value of the rare rows the SQL cannot decide. The HMAC is computed
+over each Arrow batch at once (:meth:`Pseudonymizer.pseudonyms_arrow`: C, SHA-NI when the CPU has
+it, the GIL released) while DuckDB's threads read and normalise the next rows, and the pseudonyms
+go straight into the store connection's temp table ``bn_acc`` (pseudonyms and kinds only),
+deduplicated later by the merge's single ``GROUP BY``. No plaintext is materialised: E.164 values
+exist only in the streaming pipeline and in the Python batch being hashed.
 
 Any DuckDB error (a line format DuckDB's CSV reader does not accept, such as mixed line endings)
 raises :class:`Fallback` after the file's rows are removed from ``bn_acc``; the caller then runs
@@ -169,46 +169,29 @@ def _attempt(
             if reason.null_count < n:
                 for item in pc.value_counts(reason.drop_null()).to_pylist():
                     reasons[item["values"]] += item["counts"]
+            pseudonyms: list[pa.Array] = []
+            kinds: list[pa.Array] = []
             e164 = batch.column("e164")
-            digests: list[bytes] = []
-            kinds: pa.Array | list[int] = []
             if e164.null_count < n:
                 keep = pc.is_valid(e164)
-                digests = p.pseudonyms(e164.filter(keep).to_pylist())
-                kinds = batch.column("kinds").filter(keep)
-                result.sql_decided += len(digests)
+                pseudonyms.append(p.pseudonyms_arrow(e164.filter(keep)))
+                kinds.append(batch.column("kinds").filter(keep))
+                result.sql_decided += len(pseudonyms[-1])
             raw = batch.column("raw")
             if raw.null_count < n:
-                keep = pc.is_valid(raw)
-                extra_k: list[int] = []
-                values = raw.filter(keep).to_pylist()
-                if encoding == "utf-8":  # the Latin-1 reading of the same bytes
-                    values = [v.encode("utf-8").decode("latin-1") for v in values]
-                pairs = zip(
-                    values,
-                    batch.column("kinds").filter(keep).to_pylist(),
-                    strict=True,
-                )
-                for value, k in pairs:
-                    found, why = reference(value, spec.fmt, None)
-                    result.python_decided += 1
-                    if found is None:
-                        reasons[why] += 1
-                    else:
-                        digests.append(p.pseudonym(found))
-                        extra_k.append(int(k))
-                if extra_k:
-                    kinds = pa.concat_arrays(
-                        [pa.array(kinds, pa.uint16()), pa.array(extra_k, pa.uint16())]
-                    )
-            if digests:
-                result.valid_rows += len(digests)
+                extra = _python_decided(raw, batch.column("kinds"), encoding, spec, p, reasons)
+                result.python_decided += extra.undecided
+                if extra.digests:
+                    pseudonyms.append(pa.array(extra.digests, pa.binary(32)))
+                    kinds.append(pa.array(extra.kinds, pa.uint16()))
+            if pseudonyms:
                 table = pa.table(
                     {
-                        "pseudonym": pa.array(digests, pa.binary()),
-                        "kinds": pa.array(kinds, pa.uint16()),
+                        "pseudonym": pa.concat_arrays(pseudonyms),
+                        "kinds": pa.concat_arrays([k.cast(pa.uint16()) for k in kinds]),
                     }
                 )
+                result.valid_rows += table.num_rows
                 store.register("bn_batch", table)
                 store.execute(
                     f"INSERT INTO {ACC} SELECT $f, pseudonym, kinds FROM bn_batch", {"f": index}
@@ -226,3 +209,34 @@ def _attempt(
     result.rows_read -= result.header_lines + blank
     result.invalid_by_reason = dict(reasons)
     return result
+
+
+@dataclasses.dataclass
+class _Decided:
+    undecided: int = 0
+    digests: list[bytes] = dataclasses.field(default_factory=list)
+    kinds: list[int] = dataclasses.field(default_factory=list)
+
+
+def _python_decided(
+    raw: pa.Array,
+    kinds: pa.Array,
+    encoding: str,
+    spec: IngestSpec,
+    p: Pseudonymizer,
+    reasons: Counter[str],
+) -> _Decided:
+    """The rows the SQL could not decide, through ``phonenumbers`` (reasons counted in place)."""
+    keep = pc.is_valid(raw)
+    values = raw.filter(keep).to_pylist()
+    if encoding == "utf-8":  # the Latin-1 reading of the same bytes, as the Arrow path sees them
+        values = [v.encode("utf-8").decode("latin-1") for v in values]
+    out = _Decided(undecided=len(values))
+    for value, k in zip(values, kinds.filter(keep).to_pylist(), strict=True):
+        found, why = reference(value, spec.fmt, None)
+        if found is None:
+            reasons[why] += 1
+        else:
+            out.digests.append(p.pseudonym(found))
+            out.kinds.append(int(k))
+    return out

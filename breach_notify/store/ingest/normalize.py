@@ -210,8 +210,10 @@ def phone_sql(source: str, column: str, region: str | None, *, plus: bool = Fals
         FROM {source}
     ), bn1 AS (
         SELECT * EXCLUDE (_bn_fast),
-            _bn_fast OR coalesce(length({raw}) <= {_MAX_RAW}
-                                 AND regexp_full_match({raw}, {_q(_SHAPE)}), false) AS _bn_ok0,
+            CASE WHEN _bn_fast THEN true
+                 WHEN coalesce(length({raw}) <= {_MAX_RAW}, false)
+                 THEN coalesce(regexp_full_match({raw}, {_q(_SHAPE)}), false)
+                 ELSE false END AS _bn_ok0,
             CASE WHEN _bn_fast THEN {column}
                  ELSE regexp_replace({raw}, '[^0-9]', '', 'g') END AS _bn_d,
             CASE WHEN _bn_fast THEN {"true" if plus else "false"}
