@@ -202,6 +202,18 @@ def phone_sql(source: str, column: str, region: str | None, *, plus: bool = Fals
         idd_len = "CASE WHEN _bn_ok THEN 0 END"
         natl = "NULL::VARCHAR"
         no_cc = "_bn_intl IS NOT NULL AND _bn_icc IS NULL"
+    intl_n0 = "substr(_bn_intl, length(_bn_icc) + 1)"
+    if meta is not None:
+        intl = """CASE WHEN _bn_plus AND _bn_ok THEN _bn_d
+                 WHEN _bn_idd > 0 THEN substr(_bn_d, _bn_idd + 1) END"""
+        natl_col = f"CASE WHEN _bn_ok THEN {natl} END"
+        picked = f"""CASE WHEN _bn_natl IS NOT NULL THEN 'R' ELSE _bn_icc END AS _bn_k,
+            CASE WHEN _bn_natl IS NOT NULL THEN _bn_natl ELSE {intl_n0} END AS _bn_n0,
+            CASE WHEN _bn_natl IS NOT NULL THEN {_q(own)} ELSE _bn_icc END AS _bn_cc"""
+    else:  # no default region: every decidable number is international (fewer CASEs per row)
+        intl = "CASE WHEN _bn_plus AND _bn_ok THEN _bn_d END"
+        natl_col = "NULL::VARCHAR"
+        picked = f"_bn_icc AS _bn_k, {intl_n0} AS _bn_n0, _bn_icc AS _bn_cc"
     valid = _validity_sql()
     return f"""
     WITH bn0 AS (
@@ -224,20 +236,11 @@ def phone_sql(source: str, column: str, region: str | None, *, plus: bool = Fals
     ), bn3 AS (
         SELECT *, {idd_len} AS _bn_idd FROM bn2
     ), bn4 AS (
-        SELECT *,
-            CASE WHEN _bn_plus AND _bn_ok THEN _bn_d
-                 WHEN _bn_idd > 0 THEN substr(_bn_d, _bn_idd + 1) END AS _bn_intl,
-            CASE WHEN _bn_ok THEN {natl} END AS _bn_natl
-        FROM bn3
+        SELECT *, {intl} AS _bn_intl, {natl_col} AS _bn_natl FROM bn3
     ), bn5 AS (
         SELECT *, nullif(regexp_extract(_bn_intl, {_q(ccs)}), '') AS _bn_icc FROM bn4
     ), bn6 AS (
-        SELECT *,
-            CASE WHEN _bn_natl IS NOT NULL THEN 'R' ELSE _bn_icc END AS _bn_k,
-            CASE WHEN _bn_natl IS NOT NULL THEN _bn_natl
-                 ELSE substr(_bn_intl, length(_bn_icc) + 1) END AS _bn_n0,
-            CASE WHEN _bn_natl IS NOT NULL THEN {_q(own)} ELSE _bn_icc END AS _bn_cc
-        FROM bn5
+        SELECT *, {picked} FROM bn5
     ), bn7 AS (
         SELECT *,
             CASE WHEN length(_bn_n0) BETWEEN 2 AND {_MAX_NSN}
