@@ -428,3 +428,22 @@ def test_duckdb_reader_path_equals_arrow_path(
     assert fast == slow and fast["python_decided"] > 0
     assert fast["invalid_by_reason"]["bad_line"] == 2
     assert pseudonyms(settings, "fast") == pseudonyms(settings, "slow")
+
+
+def test_pseudonyms_are_stored_without_string_compression(
+    settings: Settings, keyring: Keyring, dump: tuple[Path, Truth]
+) -> None:
+    """DuckDB would pick DICT_FSST for the random pseudonyms (costly, nothing gained); the store
+    turns string compression off."""
+    path, _ = dump
+    ingest(settings, keyring, [path], "fb")
+    with session(settings) as conn:
+        conn.execute("CHECKPOINT")
+        used = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT compression FROM pragma_storage_info('breach_pseudonyms')"
+                " WHERE column_name = 'pseudonym'"
+            ).fetchall()
+        }
+    assert used and not used & {"DICT_FSST", "FSST", "Dictionary"}
