@@ -28,7 +28,7 @@ def parse(lines: list[str]) -> list[tuple[str, int, str | None]]:
 
 
 def shard_of(path: Path, **kw: object) -> formats.Shard:
-    return formats.Shard(0, path, formats.file_sha256(path), path.stat().st_size, **kw)  # type: ignore[arg-type]
+    return formats.Shard(0, path, formats.content_digest(path), path.stat().st_size, **kw)  # type: ignore[arg-type]
 
 
 FULL = (

@@ -12,7 +12,6 @@ content hash (table ``breach_files``) and skipped. Hidden files and ``breach.tom
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -22,11 +21,11 @@ from typing import Any
 import duckdb
 
 from breach_notify.errors import BadInput
+from breach_notify.store.ingest.formats import content_digest
 
 MANIFEST = "breach.toml"
 FORMATS = ("facebook-2021", "csv")
 _BREACH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -101,15 +100,6 @@ def read_folder(folder: Path) -> BreachFolder:
     )
 
 
-def content_hash(path: Path) -> str:
-    """SHA-256 of a file's bytes, hex (the key of ``breach_files``)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def new_files(conn: duckdb.DuckDBPyConnection, folder: BreachFolder) -> list[Path]:
     """The files of ``folder`` whose content is not yet recorded for its breach."""
     known = {
@@ -121,7 +111,7 @@ def new_files(conn: duckdb.DuckDBPyConnection, folder: BreachFolder) -> list[Pat
     fresh: list[Path] = []
     seen: set[str] = set()
     for path in folder.files:
-        digest = content_hash(path)
+        digest = content_digest(path)  # the same identity as the ingest's
         if digest not in known and digest not in seen:
             fresh.append(path)
             seen.add(digest)
