@@ -21,7 +21,8 @@ from breach_notify.store.ingest.stage import UNPARSABLE, IngestSpec, ShardResult
 
 #: A file whose rows are mostly unparsable is not in the declared format.
 UNPARSABLE_SHARE = 0.5
-_BUCKET = "(('0x' || hex(pseudonym[1:4]))::UBIGINT)"
+#: The big-endian unsigned integer of a short blob (at most 4 bytes): BLOB -> BIT -> UINTEGER.
+_BUCKET = "({}::BIT::UINTEGER)"
 
 
 @dataclass
@@ -299,8 +300,12 @@ def _count(conn: duckdb.DuckDBPyConnection, bid: str) -> int:
 def buckets(conn: duckdb.DuckDBPyConnection, bid: str, k: int, n: int) -> tuple[int, int | None]:
     """(L, min bucket): the largest L where every one of the 2^L prefixes holds ≥ k pseudonyms.
 
-    One scan counts the buckets at the largest L the total allows; coarser levels are sums of
-    those counts (in Python, at most 2^top small integers)."""
+    One scan counts the buckets at the largest L the total allows (``top``); coarser levels are
+    sums of those counts (in Python, at most 2^top small integers). Up to 16 bits the scan
+    groups by the raw 1–2 byte prefix (a short inlined blob, cheap to slice and hash) and only
+    the at most 65536 groups are turned into integers and shifted; above, each row's 3–4 byte
+    prefix is turned into an integer directly (a second grouping of millions of prefixes would
+    cost more than it saves)."""
     if n == 0:
         return 0, None
     top = 0
@@ -308,12 +313,18 @@ def buckets(conn: duckdb.DuckDBPyConnection, bid: str, k: int, n: int) -> tuple[
         top += 1
     if top == 0:
         return 0, n
-    rows = conn.execute(
-        f"""SELECT {_BUCKET} >> {32 - top} AS b, count(*) AS c
-            FROM breach_pseudonyms WHERE breach_id = ? GROUP BY b""",
-        [bid],
-    ).fetchall()
-    counts = {int(b): int(c) for b, c in rows}
+    nbytes = (top + 7) // 8
+    shift = 8 * nbytes - top
+    prefix = f"pseudonym[1:{nbytes}]"
+    if nbytes <= 2:
+        sql = f"""SELECT {_BUCKET.format("p")} >> {shift} AS b, sum(c)::BIGINT AS c
+                  FROM (SELECT {prefix} AS p, count(*) AS c
+                        FROM breach_pseudonyms WHERE breach_id = ? GROUP BY p)
+                  GROUP BY b"""
+    else:
+        sql = f"""SELECT {_BUCKET.format(prefix)} >> {shift} AS b, count(*) AS c
+                  FROM breach_pseudonyms WHERE breach_id = ? GROUP BY b"""
+    counts = {int(b): int(c) for b, c in conn.execute(sql, [bid]).fetchall()}
     for bits in range(top, 0, -1):
         if bits < top:
             coarser: dict[int, int] = {}
