@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,32 +218,6 @@ def _merge_pseudonyms(
     One set-based statement per step; DuckDB's aggregate and join spill to the temp directory
     (pseudonyms only) when they exceed the memory limit.
     """
-    with _incompressible_blobs(conn):
-        return _merge_pseudonyms_into(conn, bid, paths, update, report, acc)
-
-
-@contextmanager
-def _incompressible_blobs(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Pseudonyms are random bytes: DuckDB's string compressions (dictionary, FSST) find nothing
-    to gain in them and, measured, cost as much as the whole rest of the merge. They are turned
-    off while the call writes its pseudonyms (a global setting: restored afterwards)."""
-    row = conn.execute("SELECT current_setting('disabled_compression_methods')").fetchone()
-    before = str(row[0]) if row and row[0] is not None else ""
-    conn.execute("SET disabled_compression_methods = 'fsst,dictionary,dict_fsst'")
-    try:
-        yield
-    finally:
-        conn.execute("SET disabled_compression_methods = $v", {"v": before})
-
-
-def _merge_pseudonyms_into(
-    conn: duckdb.DuckDBPyConnection,
-    bid: str,
-    paths: list[str],
-    update: bool,
-    report: IngestReport,
-    acc: str | None,
-) -> int:
     parts, params = [], []
     if paths:
         parts.append("SELECT pseudonym, kinds FROM read_parquet(?)")
