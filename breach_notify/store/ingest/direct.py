@@ -2,13 +2,14 @@
 line reader).
 
 DuckDB reads the file itself (``read_csv``, parallel, one column, Latin-1 like the Arrow reader) in
-its own in-memory connection and streams back, per row, only the kinds, the E.164 string (as bytes)
-or the reason, and the raw phone value of the rare rows the SQL cannot decide. The HMAC is computed
-over each Arrow batch at once (:meth:`Pseudonymizer.pseudonyms_arrow`: C, SHA-NI when the CPU has
-it, the GIL released) while DuckDB's threads read and normalise the next rows, and the pseudonyms
-go straight into the store connection's temp table ``bn_acc`` (pseudonyms and kinds only),
-deduplicated later by the merge's single ``GROUP BY``. No plaintext is materialised: E.164 values
-exist only in the streaming pipeline and in the Python batch being hashed.
+its own in-memory connection and streams back, per row, only the kinds, the E.164 string or the
+reason, and the raw phone value of the rare rows the SQL cannot decide. The HMAC is computed over
+each Arrow batch at once (:meth:`Pseudonymizer.pseudonyms_arrow`: C, SHA-NI when the CPU has it,
+the GIL released) while DuckDB's threads (one more than the cores) read and normalise the next
+rows, and the pseudonyms go straight into the store connection's temp table ``bn_acc`` (pseudonyms
+and kinds only), deduplicated later by the merge's single ``GROUP BY``. No plaintext is
+materialised: E.164 values exist only in the streaming pipeline and in the Python batch being
+hashed.
 
 Any DuckDB error (a line format DuckDB's CSV reader does not accept, such as mixed line endings)
 raises :class:`Fallback` after the file's rows are removed from ``bn_acc``; the caller then runs
@@ -19,6 +20,7 @@ the reference.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -97,7 +99,7 @@ def create_acc(store: duckdb.DuckDBPyConnection) -> None:
 
 
 def query(encoding: str = "utf-8", buffer: int = 16 << 20) -> str:
-    """Per row: ``kinds``, ``e164`` (bytes), ``reason`` and, for rows the SQL cannot decide,
+    """Per row: ``kinds``, ``e164``, ``reason`` and, for rows the SQL cannot decide,
     ``raw`` (the phone value, handed to ``phonenumbers``)."""
     norm = phone_sql("bn_rows", "bn_phone", None, plus=True)
     return f"""
@@ -105,7 +107,7 @@ def query(encoding: str = "utf-8", buffer: int = 16 << 20) -> str:
     bn_rows AS (SELECT *, CASE WHEN pre IS NULL THEN phone END AS bn_phone
                 FROM ({rows.facebook_sql(unit_separator_is_bad=True)})),
     bn_norm AS ({norm})
-    SELECT kinds, encode(e164) AS e164, coalesce(pre, reason) AS reason,
+    SELECT kinds, e164, coalesce(pre, reason) AS reason,
         CASE WHEN pre IS NULL AND e164 IS NULL AND reason IS NULL THEN phone END AS raw
     FROM bn_norm
     """
@@ -153,6 +155,8 @@ def _attempt(
     reasons: Counter[str] = Counter()
     done = 0
     con = _connect(spec)
+    if not spec.threads:  # one more than the cores: they stay busy while Python hashes
+        con.execute(f"SET threads = {(os.cpu_count() or 1) + 1}")
     try:
         # the CSV reader's buffer, small enough for small memory limits (lines up to 2 MB)
         limit = limit_bytes(spec.memory_limit) or (1 << 30)

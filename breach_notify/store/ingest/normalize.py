@@ -21,6 +21,7 @@ from phonenumbers import PhoneMetadata
 from phonenumbers import phonenumberutil as _pnu
 
 from breach_notify.numbers import InvalidNumber, parse_number
+from breach_notify.store.ingest.containment import contained
 
 #: Characters the SQL path accepts around digits (and a run of leading ``+``).
 _PUNCT = r" ().\/-"
@@ -139,6 +140,8 @@ def _region_valid(meta: PhoneMetadata) -> str:
     g, t = _validity(meta)
     if not (g and t):
         return "false"
+    if contained(t, g):  # proven: whatever a type accepts, the general pattern accepts
+        return f"regexp_full_match(_bn_s, {_q(t)})"
     return f"(regexp_full_match(_bn_s, {_q(g)}) AND regexp_full_match(_bn_s, {_q(t)}))"
 
 
