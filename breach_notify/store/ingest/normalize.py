@@ -103,7 +103,7 @@ def _length_ok(meta: PhoneMetadata) -> list[int]:
 class _Strip:
     """Keyed regexes for national-prefix stripping: keys are calling codes, plus ``R`` (region)."""
 
-    prefix: str
+    prefix: str  # over ``key || n0`` (no separator: calling codes are prefix-free)
     general: str
     length_ok: str
     transform_keys: tuple[str, ...]
@@ -114,7 +114,7 @@ def _strip_regexes(entries: list[tuple[str, PhoneMetadata]]) -> _Strip:
     for key, meta in entries:
         npfp = meta.national_prefix_for_parsing
         if npfp:
-            prefix.append(f"{key}#(?:{npfp})")
+            prefix.append(f"{key}(?:{npfp})")
             if meta.national_prefix_transform_rule:
                 transform.append(key)
         pattern = meta.general_desc.national_number_pattern if meta.general_desc else None
@@ -225,10 +225,16 @@ def phone_sql(source: str, column: str, region: str | None, *, plus: bool = Fals
         natl_col = "NULL::VARCHAR"
         picked = f"_bn_icc AS _bn_k, {intl_n0} AS _bn_n0, _bn_icc AS _bn_cc"
     valid = _validity_sql()
+    # ``_bn_intl`` is ``_bn_icc || _bn_n0`` already: no concatenation for international numbers
+    key_n0 = "CASE WHEN _bn_natl IS NULL THEN _bn_intl ELSE 'R' || _bn_n0 END"
+    if meta is None:
+        key_n0 = "_bn_intl"
     return f"""
     WITH bn0 AS (
         SELECT *,
-            coalesce(regexp_full_match({column}, '[0-9]{{1,{_MAX_RAW - 1}}}'), false) AS _bn_fast
+            CASE WHEN TRY_CAST({column} AS UBIGINT)::VARCHAR = {column} THEN true
+                 ELSE coalesce(regexp_full_match({column}, '[0-9]{{1,{_MAX_RAW - 1}}}'), false)
+                 END AS _bn_fast
         FROM {source}
     ), bn1 AS (
         SELECT * EXCLUDE (_bn_fast),
@@ -254,10 +260,10 @@ def phone_sql(source: str, column: str, region: str | None, *, plus: bool = Fals
     ), bn7 AS (
         SELECT *,
             CASE WHEN length(_bn_n0) BETWEEN 2 AND {_MAX_NSN}
-                 THEN regexp_extract(_bn_k || '#' || _bn_n0, {_q(strip.prefix)}) END AS _bn_m
+                 THEN regexp_extract({key_n0}, {_q(strip.prefix)}) END AS _bn_m
         FROM bn6
     ), bn8 AS (
-        SELECT *, substr(_bn_n0, length(_bn_m) - length(_bn_k)) AS _bn_rest FROM bn7
+        SELECT *, substr(_bn_n0, length(_bn_m) - length(_bn_k) + 1) AS _bn_rest FROM bn7
     ), bn9 AS (
         SELECT *,
             CASE WHEN _bn_m IS NULL OR (_bn_m <> '' AND _bn_k IN ({transform})) THEN NULL
