@@ -19,6 +19,7 @@ the reference.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import os
 import re
@@ -178,7 +179,7 @@ def _attempt(
             e164 = batch.column("e164")
             if e164.null_count < n:
                 keep = pc.is_valid(e164)
-                pseudonyms.append(p.pseudonyms_arrow(e164.filter(keep)))
+                pseudonyms.append(_variable_width(p.pseudonyms_arrow(e164.filter(keep))))
                 kinds.append(batch.column("kinds").filter(keep))
                 result.sql_decided += len(pseudonyms[-1])
             raw = batch.column("raw")
@@ -186,7 +187,7 @@ def _attempt(
                 extra = _python_decided(raw, batch.column("kinds"), encoding, spec, p, reasons)
                 result.python_decided += extra.undecided
                 if extra.digests:
-                    pseudonyms.append(pa.array(extra.digests, pa.binary(32)))
+                    pseudonyms.append(pa.array(extra.digests, pa.binary()))
                     kinds.append(pa.array(extra.kinds, pa.uint16()))
             if pseudonyms:
                 table = pa.table(
@@ -213,6 +214,27 @@ def _attempt(
     result.rows_read -= result.header_lines + blank
     result.invalid_by_reason = dict(reasons)
     return result
+
+
+def _variable_width(fixed: pa.Array) -> pa.Array:
+    """The same 32-byte values as a plain ``binary`` array, sharing the data buffer: DuckDB
+    takes those in measurably faster than ``binary(32)``."""
+    n = len(fixed)
+    if fixed.offset or n == 0:
+        return fixed.cast(pa.binary())
+    offsets = _offsets(n)
+    return pa.Array.from_buffers(pa.binary(), n, [None, offsets, fixed.buffers()[1]])
+
+
+def _offsets(n: int) -> pa.Buffer:
+    """int32 offsets 0, 32, …, 32 n (cached: the batches have the same few sizes)."""
+    global _OFFSETS
+    if len(_OFFSETS) < 4 * (n + 1):
+        _OFFSETS = pa.py_buffer(array.array("i", range(0, 32 * (2 * n + 1), 32)).tobytes())
+    return _OFFSETS.slice(0, 4 * (n + 1))
+
+
+_OFFSETS = pa.py_buffer(b"")
 
 
 @dataclasses.dataclass
