@@ -1,4 +1,5 @@
-"""k-anonymous prefix buckets: ``merge.buckets`` against the original one-formula implementation."""
+"""k-anonymous prefix buckets: ``merge.buckets`` (over the stored ``prefix`` column, here derived
+from the pseudonym as migration 004 does) against the original one-formula implementation."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def conn() -> duckdb.DuckDBPyConnection:
     c = duckdb.connect()
     c.execute(
         """CREATE TABLE breach_pseudonyms (
-               breach_id VARCHAR NOT NULL, pseudonym BLOB NOT NULL, kinds USMALLINT NOT NULL)"""
+               breach_id VARCHAR NOT NULL, pseudonym BLOB NOT NULL, kinds USMALLINT NOT NULL,
+               prefix UINTEGER GENERATED ALWAYS AS (pseudonym[1:4]::BIT::UINTEGER) VIRTUAL)"""
     )
     return c
 

@@ -235,3 +235,18 @@ def test_two_threads_hash_concurrently() -> None:
     for i in (0, 1):
         assert len(results[i]) == 5
         assert all(r == expected[i] for r in results[i])
+
+
+def test_bucket_prefixes_are_the_first_32_bits() -> None:
+    from breach_notify.crypto.pseudonymizer import bucket_prefixes
+
+    digests = [os.urandom(32) for _ in range(1000)] + [b"\xff" * 32, b"\x00" * 32]
+    arr = pa.array(digests, pa.binary(32))
+    expected = [int.from_bytes(d[:4], "big") for d in digests]
+    assert bucket_prefixes(arr).to_pylist() == expected
+    assert bucket_prefixes(arr.slice(3)).to_pylist() == expected[3:]  # sliced: the Python path
+    assert bucket_prefixes(pa.array([], pa.binary(32))).to_pylist() == []
+    with pytest.raises(TypeError):
+        bucket_prefixes(pa.array(digests, pa.binary()))
+    with pytest.raises(ValueError):
+        bucket_prefixes(pa.array([digests[0], None], pa.binary(32)))

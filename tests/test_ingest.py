@@ -50,12 +50,13 @@ def store(settings: Settings) -> dict[str, Any]:
 
 
 def pseudonyms(settings: Settings, breach: str) -> dict[bytes, int]:
+    """Pseudonym -> kinds of a breach; checks each row's bucket prefix on the way."""
     with session(settings) as conn:
-        return dict(
-            conn.execute(
-                "SELECT pseudonym, kinds FROM breach_pseudonyms WHERE breach_id = ?", [breach]
-            ).fetchall()
-        )
+        rows = conn.execute(
+            "SELECT pseudonym, kinds, prefix FROM breach_pseudonyms WHERE breach_id = ?", [breach]
+        ).fetchall()
+    assert all(prefix == int.from_bytes(p[:4], "big") for p, _, prefix in rows)
+    return {p: k for p, k, _ in rows}
 
 
 def assert_matches(

@@ -60,7 +60,7 @@ def _breach(settings: Settings, breach_id: str, numbers: list[str]) -> None:
             [breach_id, breach_id, p.key_id],
         )
         conn.executemany(
-            "INSERT INTO breach_pseudonyms VALUES (?, ?, 1)",
+            "INSERT INTO breach_pseudonyms VALUES (?, ?, 1, 0)",
             [[breach_id, p.pseudonym(n)] for n in numbers],
         )
 
@@ -140,7 +140,9 @@ def test_sync_adds_pseudonyms_for_a_breach_under_an_older_key(
         conn.execute(
             "INSERT INTO breaches (id, title, format, key_id, k) VALUES ('b', 'b', 'csv', 'p1', 1)"
         )
-        conn.execute("INSERT INTO breach_pseudonyms VALUES ('b', ?, 1)", [p1.pseudonym(GB_MOBILE)])
+        conn.execute(
+            "INSERT INTO breach_pseudonyms VALUES ('b', ?, 1, 0)", [p1.pseudonym(GB_MOBILE)]
+        )
         assert conn.execute(JOIN).fetchall() == []
         assert pseudonyms.sync(conn, ring) == 1
         assert pseudonyms.sync(conn, ring) == 0  # idempotent

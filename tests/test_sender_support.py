@@ -69,14 +69,14 @@ def add_breach(
     key_id: str | None = None,
 ) -> None:
     p = ring.pseudonymizer(key_id)
-    rows = [(breach_id, p.pseudonym(e), kinds) for e in members]
+    rows = [(breach_id, d, kinds, int.from_bytes(d[:4], "big")) for d in map(p.pseudonym, members)]
     conn.execute(
         "INSERT INTO breaches (id, title, format, key_id, k, distinct_numbers)"
         " VALUES (?, ?, 'csv', ?, 50, ?)",
         [breach_id, title, p.key_id, len(rows)],
     )
     if rows:
-        conn.executemany("INSERT INTO breach_pseudonyms VALUES (?, ?, ?)", rows)
+        conn.executemany("INSERT INTO breach_pseudonyms VALUES (?, ?, ?, ?)", rows)
 
 
 def set_status(conn: duckdb.DuckDBPyConnection, sid: str, status: str) -> None:
@@ -112,8 +112,10 @@ def build(settings: Settings, keyring: Keyring, n: int = 30, seed: int = 11) -> 
     """n subscribers (a few not active), a breach holding most of them and strangers."""
     nums = numbers(n + 20, seed=seed)
     with db.session(settings) as conn:
-        subs = {x: add_subscriber(conn, keyring, x, language=random.Random(x).choice(["en", "fr"]))
-                for x in nums[:n]}
+        subs = {
+            x: add_subscriber(conn, keyring, x, language=random.Random(x).choice(["en", "fr"]))
+            for x in nums[:n]
+        }
         set_status(conn, subs[nums[0]], "opted_out")
         set_status(conn, subs[nums[1]], "pending")
         add_breach(conn, keyring, "fb", nums[: n - 3] + nums[n:], title="Facebook “2021”")

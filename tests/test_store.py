@@ -79,3 +79,31 @@ def test_lock_held_by_another_process_times_out_cleanly(settings: Settings) -> N
         holder.kill()
         holder.wait()
     connect(settings).close()  # free again
+
+
+def test_migration_004_fills_the_bucket_prefix_of_existing_rows() -> None:
+    import duckdb
+
+    conn = duckdb.connect()
+    conn.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    for version, name, sql in migrate.available():
+        if version < 4:
+            conn.execute(sql)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name]
+            )
+    conn.execute(
+        "INSERT INTO breach_pseudonyms"
+        " SELECT 'b', unhex(sha256(i::VARCHAR)), 1 FROM range(500) t(i)"
+    )
+    assert migrate.migrate(conn) >= 4
+    rows = conn.execute("SELECT pseudonym, prefix FROM breach_pseudonyms").fetchall()
+    assert len(rows) == 500
+    assert all(prefix == int.from_bytes(p[:4], "big") for p, prefix in rows)
+    with pytest.raises(duckdb.ConstraintException):
+        conn.execute(
+            "INSERT INTO breach_pseudonyms (breach_id, pseudonym, kinds) VALUES ('b', 'x', 1)"
+        )

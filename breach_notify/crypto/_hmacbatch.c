@@ -423,6 +423,37 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(prefixes_doc,
+             "prefixes(digests, count) -> bytes\n\n"
+             "The first 4 bytes of each of count 32-byte digests as big-endian unsigned "
+             "integers, returned as native-endian uint32 values (4 bytes each).");
+
+static PyObject *prefixes(PyObject *self, PyObject *args) {
+    Py_buffer digests = {0};
+    Py_ssize_t count;
+    PyObject *result = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*n:prefixes", &digests, &count)) return NULL;
+    if (count < 0 || count > PY_SSIZE_T_MAX / 32 || digests.len < 32 * count) {
+        PyErr_SetString(PyExc_ValueError, "digests must hold count 32-byte values");
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize(NULL, 4 * count);
+    if (result == NULL) goto done;
+    const uint8_t *in = (const uint8_t *)digests.buf;
+    uint8_t *out = (uint8_t *)PyBytes_AS_STRING(result);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const uint8_t *d = in + 32 * i;
+        uint32_t v = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
+        memcpy(out + 4 * i, &v, 4);
+    }
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&digests);
+    return result;
+}
+
 static PyObject *implementation(PyObject *self, PyObject *unused) {
     (void)self;
     (void)unused;
@@ -440,6 +471,7 @@ static PyObject *force_portable_fn(PyObject *self, PyObject *arg) {
 static PyMethodDef methods[] = {
     {"hmac_sha256", (PyCFunction)(void (*)(void))hmac_sha256, METH_VARARGS | METH_KEYWORDS,
      hmac_sha256_doc},
+    {"prefixes", prefixes, METH_VARARGS, prefixes_doc},
     {"implementation", implementation, METH_NOARGS,
      "implementation() -> 'sha-ni' or 'portable': the SHA-256 code in use."},
     {"_force_portable", force_portable_fn, METH_O,

@@ -148,3 +148,19 @@ class Pseudonymizer:
         """Inner and outer SHA-256 states after the pads (private: they are as good as the key)."""
         ipad, opad = self._pads()
         return hashlib.sha256(ipad), hashlib.sha256(opad)
+
+
+def bucket_prefixes(pseudonyms: pa.Array) -> pa.Array:
+    """The k-anonymity bucket key of each pseudonym of a ``binary(32)`` array: its first 32 bits
+    as an unsigned integer (``uint32``), so ``prefix >> (32 - L)`` is the L-bit bucket."""
+    if pseudonyms.type != _PSEUDONYM:
+        raise TypeError(f"bucket_prefixes needs binary(32) values, not {pseudonyms.type}")
+    n = len(pseudonyms)
+    if pseudonyms.null_count:
+        raise ValueError(f"bucket_prefixes: {pseudonyms.null_count} null value(s)")
+    if n == 0:
+        return pa.array([], pa.uint32())
+    if _hmacbatch is None or pseudonyms.offset:
+        return pa.array([int.from_bytes(v[:4], "big") for v in pseudonyms.to_pylist()], pa.uint32())
+    out = _hmacbatch.prefixes(pseudonyms.buffers()[1], n)
+    return pa.Array.from_buffers(pa.uint32(), n, [None, pa.py_buffer(out)])

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from breach_notify.crypto import Pseudonymizer
+from breach_notify.crypto.pseudonymizer import bucket_prefixes
 from breach_notify.store.ingest import formats, rows
 from breach_notify.store.ingest.normalize import phone_sql
 from breach_notify.store.ingest.stage import (
@@ -93,9 +94,11 @@ def eligible(spec: IngestSpec, shards: list[formats.Shard]) -> bool:
 
 
 def create_acc(store: duckdb.DuckDBPyConnection) -> None:
-    """The temp table of (file, pseudonym, kinds) rows; connection-local, pseudonyms only."""
+    """The temp table of (file, pseudonym, kinds, bucket prefix) rows; connection-local,
+    pseudonyms only."""
     store.execute(
-        f"CREATE OR REPLACE TEMP TABLE {ACC} (f INTEGER, pseudonym BLOB, kinds USMALLINT)"
+        f"CREATE OR REPLACE TEMP TABLE {ACC}"
+        " (f INTEGER, pseudonym BLOB, kinds USMALLINT, prefix UINTEGER)"
     )
 
 
@@ -175,11 +178,14 @@ def _attempt(
                 for item in pc.value_counts(reason.drop_null()).to_pylist():
                     reasons[item["values"]] += item["counts"]
             pseudonyms: list[pa.Array] = []
+            prefixes: list[pa.Array] = []
             kinds: list[pa.Array] = []
             e164 = batch.column("e164")
             if e164.null_count < n:
                 keep = pc.is_valid(e164)
-                pseudonyms.append(_variable_width(p.pseudonyms_arrow(e164.filter(keep))))
+                fixed = p.pseudonyms_arrow(e164.filter(keep))
+                pseudonyms.append(_variable_width(fixed))
+                prefixes.append(bucket_prefixes(fixed))
                 kinds.append(batch.column("kinds").filter(keep))
                 result.sql_decided += len(pseudonyms[-1])
             raw = batch.column("raw")
@@ -188,18 +194,21 @@ def _attempt(
                 result.python_decided += extra.undecided
                 if extra.digests:
                     pseudonyms.append(pa.array(extra.digests, pa.binary()))
+                    prefixes.append(bucket_prefixes(pa.array(extra.digests, pa.binary(32))))
                     kinds.append(pa.array(extra.kinds, pa.uint16()))
             if pseudonyms:
                 table = pa.table(
                     {
                         "pseudonym": pa.concat_arrays(pseudonyms),
                         "kinds": pa.concat_arrays([k.cast(pa.uint16()) for k in kinds]),
+                        "prefix": pa.concat_arrays(prefixes),
                     }
                 )
                 result.valid_rows += table.num_rows
                 store.register("bn_batch", table)
                 store.execute(
-                    f"INSERT INTO {ACC} SELECT $f, pseudonym, kinds FROM bn_batch", {"f": index}
+                    f"INSERT INTO {ACC} SELECT $f, pseudonym, kinds, prefix FROM bn_batch",
+                    {"f": index},
                 )
                 store.unregister("bn_batch")
             step = min(shard.size - done, n * per_row)

@@ -220,21 +220,22 @@ def _merge_pseudonyms(
     """
     parts, params = [], []
     if paths:
-        parts.append("SELECT pseudonym, kinds FROM read_parquet(?)")
+        prefix = _BUCKET.format("pseudonym[1:4]")
+        parts.append(f"SELECT pseudonym, kinds, {prefix} AS prefix FROM read_parquet(?)")
         params.append(paths)
     if acc:
-        parts.append(f"SELECT pseudonym, kinds FROM {acc}")
+        parts.append(f"SELECT pseudonym, kinds, prefix FROM {acc}")
     if not parts:
         return 0
     source = (
-        "SELECT pseudonym, bit_or(kinds)::USMALLINT AS kinds"
-        f" FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL"
+        "SELECT pseudonym, bit_or(kinds)::USMALLINT AS kinds, any_value(prefix) AS prefix"
+        f" FROM ({' UNION ALL '.join(parts)}) GROUP BY pseudonym"
     )
     if not update:
         before = _count(conn, bid)
         conn.execute(
-            f"INSERT INTO breach_pseudonyms (breach_id, pseudonym, kinds)"
-            f" SELECT ?, pseudonym, kinds FROM ({source})",
+            f"INSERT INTO breach_pseudonyms (breach_id, pseudonym, kinds, prefix)"
+            f" SELECT ?, pseudonym, kinds, prefix FROM ({source})",
             [bid, *params],
         )
         added = _count(conn, bid) - before
@@ -252,8 +253,8 @@ def _merge_pseudonyms(
     )
     before = _count(conn, bid)
     conn.execute(
-        """INSERT INTO breach_pseudonyms (breach_id, pseudonym, kinds)
-           SELECT ?, n.pseudonym, n.kinds FROM bn_new AS n
+        """INSERT INTO breach_pseudonyms (breach_id, pseudonym, kinds, prefix)
+           SELECT ?, n.pseudonym, n.kinds, n.prefix FROM bn_new AS n
            WHERE NOT EXISTS (SELECT 1 FROM breach_pseudonyms b
                              WHERE b.breach_id = ? AND b.pseudonym = n.pseudonym)""",
         [bid, bid],
@@ -273,12 +274,9 @@ def _count(conn: duckdb.DuckDBPyConnection, bid: str) -> int:
 def buckets(conn: duckdb.DuckDBPyConnection, bid: str, k: int, n: int) -> tuple[int, int | None]:
     """(L, min bucket): the largest L where every one of the 2^L prefixes holds ≥ k pseudonyms.
 
-    One scan counts the buckets at the largest L the total allows (``top``); coarser levels are
-    sums of those counts (in Python, at most 2^top small integers). Up to 16 bits the scan
-    groups by the raw 1–2 byte prefix (a short inlined blob, cheap to slice and hash) and only
-    the at most 65536 groups are turned into integers and shifted; above, each row's 3–4 byte
-    prefix is turned into an integer directly (a second grouping of millions of prefixes would
-    cost more than it saves)."""
+    One scan of the stored ``prefix`` column (the first 32 bits of each pseudonym, written by the
+    ingest) counts the buckets at the largest L the total allows; coarser levels are sums of
+    those counts (in Python, at most 2^L small integers)."""
     if n == 0:
         return 0, None
     top = 0
@@ -286,18 +284,12 @@ def buckets(conn: duckdb.DuckDBPyConnection, bid: str, k: int, n: int) -> tuple[
         top += 1
     if top == 0:
         return 0, n
-    nbytes = (top + 7) // 8
-    shift = 8 * nbytes - top
-    prefix = f"pseudonym[1:{nbytes}]"
-    if nbytes <= 2:
-        sql = f"""SELECT {_BUCKET.format("p")} >> {shift} AS b, sum(c)::BIGINT AS c
-                  FROM (SELECT {prefix} AS p, count(*) AS c
-                        FROM breach_pseudonyms WHERE breach_id = ? GROUP BY p)
-                  GROUP BY b"""
-    else:
-        sql = f"""SELECT {_BUCKET.format(prefix)} >> {shift} AS b, count(*) AS c
-                  FROM breach_pseudonyms WHERE breach_id = ? GROUP BY b"""
-    counts = {int(b): int(c) for b, c in conn.execute(sql, [bid]).fetchall()}
+    rows = conn.execute(
+        f"""SELECT prefix >> {32 - top} AS b, count(*) AS c
+            FROM breach_pseudonyms WHERE breach_id = ? GROUP BY b""",
+        [bid],
+    ).fetchall()
+    counts = {int(b): int(c) for b, c in rows}
     for bits in range(top, 0, -1):
         if bits < top:
             coarser: dict[int, int] = {}
