@@ -448,3 +448,90 @@ def test_pseudonyms_are_stored_without_string_compression(
             ).fetchall()
         }
     assert used and not used & {"DICT_FSST", "FSST", "Dictionary"}
+
+
+def _with_c1_bytes(path: Path, every: int = 150) -> None:
+    """Put a 0x85 byte (invalid UTF-8, refused by DuckDB's Latin-1) into the first-name field of
+    every ``every``-th data line: verdicts and kinds are unchanged."""
+    lines = path.read_bytes().split(b"\n")
+    for i in range(1, len(lines), every):
+        parts = lines[i].split(b":")
+        if len(parts) >= 12 and parts[2]:
+            parts[2] = b"\x85" + parts[2]
+            lines[i] = b":".join(parts)
+    path.write_bytes(b"\n".join(lines))
+
+
+def test_undecodable_lines_are_read_again_on_the_fast_path(
+    settings: Settings,
+    keyring: Keyring,
+    dump: tuple[Path, Truth],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import breach_notify.store.ingest as ingest_package
+
+    path, truth = dump
+    _with_c1_bytes(path)
+    assert path.read_bytes().count(b"\x85") >= 10
+
+    def no_slow_path(shards: list[Any], *args: Any) -> list[Any]:
+        assert shards == [], "the file left DuckDB's reader for the Arrow path"
+        return []
+
+    monkeypatch.setattr(ingest_package, "_run_shards", no_slow_path)
+    report = ingest(settings, keyring, [path], "fb")
+    assert_matches(report, truth, keyring, settings)
+    no_plaintext(settings, truth, json.dumps(report.as_dict()))
+
+
+def test_unaccounted_lines_send_the_file_to_the_arrow_path(
+    settings: Settings,
+    keyring: Keyring,
+    dump: tuple[Path, Truth],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If the skipped lines and the emitted rows do not add up to the file's lines, the file is
+    read by the Arrow path instead (same exact counts)."""
+    from breach_notify.store.ingest import direct
+
+    path, truth = dump
+    _with_c1_bytes(path)
+    import breach_notify.store.ingest as ingest_package
+
+    real = direct._lines_at
+    monkeypatch.setattr(direct, "_lines_at", lambda p, n: (real(p, n)[0], 10**9))
+    slow: list[int] = []
+    run_shards = ingest_package._run_shards
+
+    def spy(shards: list[Any], *args: Any) -> Any:
+        slow.append(len(shards))
+        return run_shards(shards, *args)
+
+    monkeypatch.setattr(ingest_package, "_run_shards", spy)
+    report = ingest(settings, keyring, [path], "fb")
+    assert slow and slow[0] > 0
+    assert_matches(report, truth, keyring, settings)
+
+
+def test_lines_at_across_scan_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from breach_notify.store.ingest import direct
+
+    rng = random.Random(3)
+    for block in (1, 2, 7, 64):
+        monkeypatch.setattr(direct, "_SCAN_BLOCK", block)
+        for trailing in (b"", b"\n"):
+            lines = [
+                bytes(rng.choice(b"ab\r") for _ in range(rng.randint(0, 9))) for _ in range(40)
+            ]
+            data = b"\n".join(lines) + trailing
+            f = tmp_path / "f.txt"
+            f.write_bytes(data)
+            expected = data.split(b"\n")
+            if data.endswith(b"\n"):
+                expected.pop()
+            wanted = sorted(rng.sample(range(1, len(expected) + 1), 12))
+            got, total = direct._lines_at(f, wanted)
+            assert total == len(expected)
+            assert got == [expected[i - 1] for i in wanted]

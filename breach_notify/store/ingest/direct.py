@@ -26,6 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -45,11 +46,20 @@ from breach_notify.store.ingest.stage import (
 
 ACC = "bn_acc"
 _BATCH = 1 << 20
+_SCAN_BLOCK = 16 << 20
 _SOURCE = (
     "SELECT coalesce(line, '') AS line FROM read_csv($path, columns = {'line': 'VARCHAR'},"
     " delim = '\\x1f', quote = '', escape = '', header = false, auto_detect = false,"
-    " encoding = '{encoding}', buffer_size = {buffer})"
+    " encoding = '{encoding}', buffer_size = {buffer}{rejects})"
 )
+#: UTF-8 reading skips a line DuckDB cannot decode and notes its number in ``bn_rejects``.
+_REJECTS = (
+    ", ignore_errors = true, store_rejects = true, rejects_table = 'bn_rejects',"
+    " rejects_scan = 'bn_rejects_scan'"
+)
+#: Rejected lines that are read again (bytes as Latin-1) through the same SQL; any other error
+#: sends the file to the Arrow path.
+_REREAD = ("INVALID ENCODING", "TOO MANY COLUMNS")
 
 
 def limit_bytes(memory_limit: str) -> int | None:
@@ -102,12 +112,20 @@ def create_acc(store: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def query(encoding: str = "utf-8", buffer: int = 16 << 20) -> str:
+def query(encoding: str = "utf-8", buffer: int = 16 << 20, source: str | None = None) -> str:
     """Per row: ``kinds``, ``e164``, ``reason`` and, for rows the SQL cannot decide,
-    ``raw`` (the phone value, handed to ``phonenumbers``)."""
+    ``raw`` (the phone value, handed to ``phonenumbers``). ``source`` replaces the file reader
+    by a SELECT of ``line`` values."""
     norm = phone_sql("bn_rows", "bn_phone", None, plus=True)
+    if source is None:
+        rejects = _REJECTS if encoding == "utf-8" else ""
+        source = (
+            _SOURCE.replace("{encoding}", encoding)
+            .replace("{buffer}", str(buffer))
+            .replace("{rejects}", rejects)
+        )
     return f"""
-    WITH bn_src AS ({_SOURCE.replace("{encoding}", encoding).replace("{buffer}", str(buffer))}),
+    WITH bn_src AS ({source}),
     bn_rows AS (SELECT *, CASE WHEN pre IS NULL THEN phone END AS bn_phone
                 FROM ({rows.facebook_sql(unit_separator_is_bad=True)})),
     bn_norm AS ({norm})
@@ -129,8 +147,11 @@ def process_file(
 
     Read as UTF-8 (DuckDB's fastest decoder); a value only ``phonenumbers`` can decide is
     turned back into the Latin-1 reading of its bytes, so every verdict equals the Arrow path's.
-    A file with invalid UTF-8 (or a byte-order mark, which UTF-8 reading would drop) is read as
-    Latin-1 instead; raises :class:`Fallback` when DuckDB refuses it either way.
+    Lines DuckDB cannot decode (stray bytes in names, common in real dumps) or that hold the
+    byte 0x1F are skipped by the reader, found again by number and run through the same SQL as
+    their Latin-1 reading, so the file stays on this path. A file with a byte-order mark (which
+    UTF-8 reading would drop), or whose skipped lines do not add up, is read as Latin-1
+    instead; raises :class:`Fallback` when DuckDB refuses it either way.
     """
     shard = shards[0]
     sample = formats.head(shard)
@@ -140,7 +161,7 @@ def process_file(
     for encoding in encodings:
         try:
             return _attempt(store, index, shard, spec, p, encoding, per_row, tick)
-        except (duckdb.Error, pa.ArrowException, OSError):
+        except (duckdb.Error, pa.ArrowException, OSError, _Unreadable):
             store.execute(f"DELETE FROM {ACC} WHERE f = $f", {"f": index})
     raise Fallback(shard.label)
 
@@ -171,50 +192,19 @@ def _attempt(
         batch_rows = max(1 << 16, min(_BATCH, buffer // 64))
         reader = con.sql(sql, params={"path": str(shard.path)}).to_arrow_reader(batch_rows)
         for batch in reader:
-            n = batch.num_rows
-            result.rows_read += n
-            reason = batch.column("reason")
-            if reason.null_count < n:
-                for item in pc.value_counts(reason.drop_null()).to_pylist():
-                    reasons[item["values"]] += item["counts"]
-            pseudonyms: list[pa.Array] = []
-            prefixes: list[pa.Array] = []
-            kinds: list[pa.Array] = []
-            e164 = batch.column("e164")
-            if e164.null_count < n:
-                keep = pc.is_valid(e164)
-                fixed = p.pseudonyms_arrow(e164.filter(keep))
-                pseudonyms.append(_variable_width(fixed))
-                prefixes.append(bucket_prefixes(fixed))
-                kinds.append(batch.column("kinds").filter(keep))
-                result.sql_decided += len(pseudonyms[-1])
-            raw = batch.column("raw")
-            if raw.null_count < n:
-                extra = _python_decided(raw, batch.column("kinds"), encoding, spec, p, reasons)
-                result.python_decided += extra.undecided
-                if extra.digests:
-                    pseudonyms.append(pa.array(extra.digests, pa.binary()))
-                    prefixes.append(bucket_prefixes(pa.array(extra.digests, pa.binary(32))))
-                    kinds.append(pa.array(extra.kinds, pa.uint16()))
-            if pseudonyms:
-                table = pa.table(
-                    {
-                        "pseudonym": pa.concat_arrays(pseudonyms),
-                        "kinds": pa.concat_arrays([k.cast(pa.uint16()) for k in kinds]),
-                        "prefix": pa.concat_arrays(prefixes),
-                    }
-                )
-                result.valid_rows += table.num_rows
-                store.register("bn_batch", table)
-                store.execute(
-                    f"INSERT INTO {ACC} SELECT $f, pseudonym, kinds, prefix FROM bn_batch",
-                    {"f": index},
-                )
-                store.unregister("bn_batch")
-            step = min(shard.size - done, n * per_row)
+            _consume(batch, store, index, p, spec, encoding, result, reasons)
+            step = min(shard.size - done, batch.num_rows * per_row)
             if step > 0:
                 done += step
                 tick(step)
+        if encoding == "utf-8":
+            lines = _rejected_lines(con, shard, result.rows_read)
+            if lines:
+                con.register("bn_reread", pa.table({"line": pa.array(lines, pa.string())}))
+                again = con.sql(query(source="SELECT line FROM bn_reread")).to_arrow_table()
+                for batch in again.to_batches():
+                    _consume(batch, store, index, p, spec, "latin-1", result, reasons)
+                con.unregister("bn_reread")
     finally:
         con.close()
     tick(shard.size - done)
@@ -223,6 +213,120 @@ def _attempt(
     result.rows_read -= result.header_lines + blank
     result.invalid_by_reason = dict(reasons)
     return result
+
+
+class _Unreadable(Exception):
+    """DuckDB skipped lines this module cannot account for: read the file another way."""
+
+
+def _consume(
+    batch: pa.RecordBatch,
+    store: duckdb.DuckDBPyConnection,
+    index: int,
+    p: Pseudonymizer,
+    spec: IngestSpec,
+    encoding: str,
+    result: ShardResult,
+    reasons: Counter[str],
+) -> None:
+    """Count one batch's verdicts and append its pseudonyms to ``bn_acc`` (rows tagged
+    ``index``); ``encoding`` is how its text was decoded (for the ``phonenumbers`` rows)."""
+    n = batch.num_rows
+    result.rows_read += n
+    reason = batch.column("reason")
+    if reason.null_count < n:
+        for item in pc.value_counts(reason.drop_null()).to_pylist():
+            reasons[item["values"]] += item["counts"]
+    pseudonyms: list[pa.Array] = []
+    prefixes: list[pa.Array] = []
+    kinds: list[pa.Array] = []
+    e164 = batch.column("e164")
+    if e164.null_count < n:
+        keep = pc.is_valid(e164)
+        fixed = p.pseudonyms_arrow(e164.filter(keep))
+        pseudonyms.append(_variable_width(fixed))
+        prefixes.append(bucket_prefixes(fixed))
+        kinds.append(batch.column("kinds").filter(keep))
+        result.sql_decided += len(pseudonyms[-1])
+    raw = batch.column("raw")
+    if raw.null_count < n:
+        extra = _python_decided(raw, batch.column("kinds"), encoding, spec, p, reasons)
+        result.python_decided += extra.undecided
+        if extra.digests:
+            pseudonyms.append(pa.array(extra.digests, pa.binary()))
+            prefixes.append(bucket_prefixes(pa.array(extra.digests, pa.binary(32))))
+            kinds.append(pa.array(extra.kinds, pa.uint16()))
+    if pseudonyms:
+        table = pa.table(
+            {
+                "pseudonym": pa.concat_arrays(pseudonyms),
+                "kinds": pa.concat_arrays([k.cast(pa.uint16()) for k in kinds]),
+                "prefix": pa.concat_arrays(prefixes),
+            }
+        )
+        result.valid_rows += table.num_rows
+        store.register("bn_batch", table)
+        store.execute(
+            f"INSERT INTO {ACC} SELECT $f, pseudonym, kinds, prefix FROM bn_batch",
+            {"f": index},
+        )
+        store.unregister("bn_batch")
+
+
+def _rejected_lines(
+    con: duckdb.DuckDBPyConnection, shard: formats.Shard, emitted: int
+) -> list[str]:
+    """The lines DuckDB's UTF-8 reader skipped, as the Latin-1 reading of their bytes (what the
+    Arrow path sees), without their line terminator.
+
+    DuckDB records a skipped line's number (its byte position is not reliable across line
+    endings); one pass over the file finds those lines and counts all lines, which must equal
+    the rows DuckDB emitted plus the skipped ones. The reject tables (which quote the lines)
+    are dropped at once. Raises :class:`_Unreadable` for any other kind of skip or a mismatch.
+    """
+    try:
+        found = con.execute(
+            "SELECT line, list(DISTINCT error_type::VARCHAR) FROM bn_rejects GROUP BY line"
+        ).fetchall()
+    finally:
+        con.execute("DROP TABLE IF EXISTS bn_rejects")
+        con.execute("DROP TABLE IF EXISTS bn_rejects_scan")
+    if not found:
+        return []
+    if any(set(kinds) - set(_REREAD) for _, kinds in found):
+        raise _Unreadable(shard.label)
+    wanted = sorted(int(line) for line, _ in found)
+    lines, total = _lines_at(shard.path, wanted)
+    if len(lines) != len(wanted) or total != emitted + len(wanted):
+        raise _Unreadable(shard.label)
+    return [line.removesuffix(b"\r").decode("latin-1") for line in lines]
+
+
+def _lines_at(path: Path, numbers: list[int]) -> tuple[list[bytes], int]:
+    """The lines with these 1-based numbers (sorted, without ``\\n``) and the file's line count,
+    in one pass of 16 MiB blocks: only a block holding a wanted line is split into lines."""
+    out: list[bytes] = []
+    pending = iter(numbers)
+    target = next(pending, None)
+    first = 1  # the number of the line starting at buf[0]
+    buf = b""
+    with path.open("rb") as fh:
+        while chunk := fh.read(_SCAN_BLOCK):
+            buf += chunk
+            last = buf.rfind(b"\n")
+            if last < 0:
+                continue
+            block, buf = buf[:last], buf[last + 1 :]
+            n = block.count(b"\n") + 1  # lines ending in this block
+            if target is not None and target < first + n:
+                lines = block.split(b"\n")
+                while target is not None and target < first + n:
+                    out.append(lines[target - first])
+                    target = next(pending, None)
+            first += n
+    if buf and target == first:
+        out.append(buf)
+    return out, first - 1 + (1 if buf else 0)
 
 
 def _variable_width(fixed: pa.Array) -> pa.Array:
