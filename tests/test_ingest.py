@@ -519,7 +519,7 @@ def test_lines_at_across_scan_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyP
     from breach_notify.store.ingest import direct
 
     rng = random.Random(3)
-    for block in (1, 2, 7, 64):
+    for block in (1, 2, 7, 64, 4096):
         monkeypatch.setattr(direct, "_SCAN_BLOCK", block)
         for trailing in (b"", b"\n"):
             lines = [
@@ -531,7 +531,7 @@ def test_lines_at_across_scan_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyP
             expected = data.split(b"\n")
             if data.endswith(b"\n"):
                 expected.pop()
-            wanted = sorted(rng.sample(range(1, len(expected) + 1), 12))
+            wanted = sorted({*rng.sample(range(1, len(expected) + 1), 12), 1, len(expected)})
             got, total = direct._lines_at(f, wanted)
             assert total == len(expected)
             assert got == [expected[i - 1] for i in wanted]

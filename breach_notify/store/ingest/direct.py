@@ -304,29 +304,51 @@ def _rejected_lines(
 
 def _lines_at(path: Path, numbers: list[int]) -> tuple[list[bytes], int]:
     """The lines with these 1-based numbers (sorted, without ``\\n``) and the file's line count,
-    in one pass of 16 MiB blocks: only a block holding a wanted line is split into lines."""
+    in one pass of 16 MiB blocks, newlines counted in C and no block copied."""
     out: list[bytes] = []
     pending = iter(numbers)
     target = next(pending, None)
-    first = 1  # the number of the line starting at buf[0]
-    buf = b""
+    line = 1  # the line in progress where the next block starts
+    partial = b""  # its bytes so far, kept only when it is wanted
+    tail = 0  # how many bytes of it were read
     with path.open("rb") as fh:
         while chunk := fh.read(_SCAN_BLOCK):
-            buf += chunk
-            last = buf.rfind(b"\n")
-            if last < 0:
-                continue
-            block, buf = buf[:last], buf[last + 1 :]
-            n = block.count(b"\n") + 1  # lines ending in this block
-            if target is not None and target < first + n:
-                lines = block.split(b"\n")
-                while target is not None and target < first + n:
-                    out.append(lines[target - first])
-                    target = next(pending, None)
-            first += n
-    if buf and target == first:
-        out.append(buf)
-    return out, first - 1 + (1 if buf else 0)
+            k = chunk.count(b"\n")
+            pos, cur = -1, line  # -1: line ``line`` began before this block
+            while target is not None and target < line + k:
+                if target == line:
+                    out.append(partial + chunk[: chunk.index(b"\n")])
+                else:
+                    if pos < 0:
+                        pos, cur = chunk.index(b"\n") + 1, line + 1
+                    pos, cur = _seek_line(chunk, pos, cur, target)
+                    out.append(chunk[pos : chunk.index(b"\n", pos)])
+                target = next(pending, None)
+            if k:
+                start = chunk.rfind(b"\n") + 1
+                line += k
+                partial = chunk[start:] if target == line else b""
+                tail = len(chunk) - start
+            else:
+                partial = partial + chunk if target == line else b""
+                tail += len(chunk)
+    if tail and target == line:
+        out.append(partial)
+    return out, line - 1 + (1 if tail else 0)
+
+
+def _seek_line(block: bytes, pos: int, line: int, target: int) -> tuple[int, int]:
+    """From ``pos`` (the start of line ``line``) to the start of line ``target``: whole 4 KiB
+    pieces skipped by counting their newlines, then line by line within one piece."""
+    while line < target:
+        end = min(pos + 4096, len(block))
+        k = block.count(b"\n", pos, end)
+        if k and line + k <= target:
+            pos, line = block.rfind(b"\n", pos, end) + 1, line + k
+            continue
+        while line < target:
+            pos, line = block.index(b"\n", pos) + 1, line + 1
+    return pos, line
 
 
 def _variable_width(fixed: pa.Array) -> pa.Array:
