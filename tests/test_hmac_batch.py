@@ -10,16 +10,14 @@ import random
 import struct
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pyarrow as pa
 import pytest
+from rfc4231 import vectors
 
 from breach_notify.crypto import Pseudonymizer
 from breach_notify.crypto import pseudonymizer as pseudonymizer_module
-
-VECTORS = Path(__file__).parent / "vectors" / "rfc4231_hmac_sha256.txt"
 
 try:
     from breach_notify.crypto import _hmacbatch as hb
@@ -28,15 +26,6 @@ except ImportError:  # pragma: no cover - only without a compiler
 
 needs_ext = pytest.mark.skipif(hb is None, reason="the _hmacbatch extension is not built")
 IMPLEMENTATIONS = ["sha-ni", "portable"]
-
-
-def _vectors() -> list[tuple[str, bytes, bytes, str]]:
-    rows = []
-    for line in VECTORS.read_text().splitlines():
-        if line and not line.startswith("#"):
-            case, key, data, mac = line.split("|")
-            rows.append((case, bytes.fromhex(key), bytes.fromhex(data), mac))
-    return rows
 
 
 def _reference(key: bytes, messages: list[bytes]) -> bytes:
@@ -92,7 +81,7 @@ def test_every_length_0_to_300_matches_hmac_new(impl: ModuleType, wide: bool) ->
         assert got == _reference(key, messages)
 
 
-@pytest.mark.parametrize(("case", "key", "data", "mac"), _vectors(), ids=lambda v: str(v)[:8])
+@pytest.mark.parametrize(("case", "key", "data", "mac"), vectors(), ids=lambda v: str(v)[:8])
 def test_rfc4231(impl: ModuleType, case: str, key: bytes, data: bytes, mac: str) -> None:
     # Keys over 64 bytes (cases 6, 7) are hashed first; _pads() does that like hmac does.
     ipad, opad = Pseudonymizer._unchecked("t", key)._pads()
