@@ -17,9 +17,15 @@ from __future__ import annotations
 
 import functools
 import re
-from re import _constants as _C  # type: ignore[attr-defined]
-from re import _parser as _P  # type: ignore[attr-defined]
 from typing import Any
+
+_C: Any
+_P: Any
+try:  # CPython's own regex parser (private, present since 3.11); without it nothing is proven
+    from re import _constants as _C  # type: ignore[attr-defined,no-redef]
+    from re import _parser as _P  # type: ignore[attr-defined,no-redef]
+except ImportError:  # pragma: no cover
+    _C = _P = None
 
 _DIGITS = frozenset("0123456789")
 #: What ``L || nsn`` can hold: ``chr(64 + length)`` letters and ASCII digits.
@@ -132,6 +138,8 @@ def counterexample(small: str, big: str, budget: int = 200_000) -> str | None:
 @functools.cache
 def _search(small: str, big: str, budget: int) -> bool | str:
     """``True`` (proven), a counterexample, or ``False`` (unknown construct or over budget)."""
+    if _P is None:
+        return False
     try:
         (ns, ss, es), (nb, sb, eb) = _compile(small), _compile(big)
     except (_Unknown, re.error):
