@@ -253,8 +253,9 @@ def _consume(
         extra = _python_decided(raw, batch.column("kinds"), encoding, spec, p, reasons)
         result.python_decided += extra.undecided
         if extra.digests:
-            pseudonyms.append(pa.array(extra.digests, pa.binary()))
-            prefixes.append(bucket_prefixes(pa.array(extra.digests, pa.binary(32))))
+            fixed = pa.array(extra.digests, pa.binary(32))
+            pseudonyms.append(_variable_width(fixed))
+            prefixes.append(bucket_prefixes(fixed))
             kinds.append(pa.array(extra.kinds, pa.uint16()))
     if pseudonyms:
         table = pa.table(
