@@ -436,8 +436,9 @@ def test_pseudonyms_are_stored_without_string_compression(
 ) -> None:
     """DuckDB would pick DICT_FSST for the random pseudonyms (costly, nothing gained); the store
     turns string compression off."""
-    path, _ = dump
+    path, truth = dump
     ingest(settings, keyring, [path], "fb")
+    no_plaintext(settings, truth)
     with session(settings) as conn:
         conn.execute("CHECKPOINT")
         used = {
@@ -511,6 +512,7 @@ def test_unaccounted_lines_send_the_file_to_the_arrow_path(
     report = ingest(settings, keyring, [path], "fb")
     assert slow and slow[0] > 0
     assert_matches(report, truth, keyring, settings)
+    no_plaintext(settings, truth, json.dumps(report.as_dict()))
 
 
 def test_lines_at_across_scan_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
