@@ -23,8 +23,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check breach_notify tests benchmarks
-	$(BIN)/ruff format --check breach_notify
+	$(BIN)/ruff check breach_notify flows tests benchmarks
+	$(BIN)/ruff format --check breach_notify flows tests benchmarks
 	$(BIN)/mypy
 
 bench: $(STAMP)

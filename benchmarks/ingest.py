@@ -30,12 +30,12 @@ import time
 from pathlib import Path
 
 import duckdb
+from support.synthetic import write_facebook_fast
 
 from breach_notify.crypto import Keyring
+from breach_notify.ingest import ingest
 from breach_notify.numbers import InvalidNumber, parse_number
 from breach_notify.settings import Settings
-from breach_notify.store.ingest import ingest
-from breach_notify.synthetic import write_facebook_fast
 
 
 def naive_rate(path: Path, sample: int) -> float:
@@ -108,7 +108,7 @@ def floor_seconds(path: Path, memory_limit: str) -> float:
 def sql_only_seconds(path: Path, memory_limit: str) -> float:
     """Read + row SQL + normalisation SQL alone (no HMAC, dedup or store): the ingest's own
     per-row SQL, to see how much of the gap to the floor is that SQL."""
-    from breach_notify.store.ingest import direct
+    from breach_notify.ingest import duckdb_reader as direct
 
     con = duckdb.connect(config={"memory_limit": memory_limit, "preserve_insertion_order": False})
     t = time.perf_counter()

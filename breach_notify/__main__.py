@@ -1,5 +1,5 @@
 """``python -m breach_notify`` is the ``breach-notify`` command."""
 
-from breach_notify.flows.cli import main
+from breach_notify.cli import main
 
 main()

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from support.fake_twilio import FakeTwilio
+from support.fake_twilio import env as twilio_env
+from support.flows import Run, clean_env
+from support.flows import cli as run_cli
 
 from breach_notify.crypto import Keyring
 from breach_notify.settings import Settings
 
 if TYPE_CHECKING:
-    from breach_notify.flows.serve import PrefectServer
+    from flows.serve import PrefectServer
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def keyring(settings: Settings) -> Keyring:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[PrefectServer]:
     """A real ``prefect server start`` on loopback (home ``tmp_path/server``), stopped after."""
-    from breach_notify.flows.serve import PrefectServer
+    from flows.serve import PrefectServer
 
     srv = PrefectServer(Settings(home=tmp_path / "server"))
     srv.start()
@@ -51,34 +51,25 @@ def server(tmp_path: Path) -> Iterator[PrefectServer]:
         srv.stop()
 
 
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def json(self) -> dict:  # type: ignore[type-arg]
-        return json.loads(self.stdout)
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTwilio]:
+    """A fake Twilio API on loopback, with this test's credentials (and only those) set."""
+    for k in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY", "TWILIO_API_SECRET"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in twilio_env().items():
+        monkeypatch.setenv(k, v)
+    with FakeTwilio() as server:
+        yield server
 
 
 @pytest.fixture
-def cli(home: Path) -> Callable[..., Result]:
-    """Run ``breach-notify --home HOME ARGS…`` in a subprocess; captures stdout and stderr."""
-    captured: list[Result] = []
+def cli(home: Path) -> Callable[..., Run]:
+    """Run ``breach-notify --home HOME ARGS…`` in a subprocess with a clean environment."""
 
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Result:
-        import os
+    captured: list[Run] = []
 
-        full_env = {**os.environ, **(env or {})}
-        proc = subprocess.run(
-            [sys.executable, "-m", "breach_notify", "--home", str(home), *args],
-            capture_output=True,
-            text=True,
-            env=full_env,
-            timeout=timeout,
-        )
-        res = Result(proc.returncode, proc.stdout, proc.stderr)
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Run:
+        res = run_cli(home, *args, env=clean_env(**(env or {})), timeout=timeout)
         captured.append(res)
         return res
 

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from privacy import scan
-
-from breach_notify.synthetic import Truth, write_facebook
+from support.privacy import scan
+from support.synthetic import Truth, write_facebook
 
 INGEST_FIELDS = {
     "breach",

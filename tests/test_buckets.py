@@ -6,7 +6,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from breach_notify.store.ingest.merge import buckets
+from breach_notify.ingest.merge import buckets
 
 _OLD_BUCKET = "(('0x' || hex(pseudonym[1:4]))::UBIGINT)"
 

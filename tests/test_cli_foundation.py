@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from breach_notify.flows.cli import _hoist_globals
+from breach_notify.cli import _hoist_globals
 
 
 def test_keys_init_json_and_mode(cli, home: Path) -> None:  # type: ignore[no-untyped-def]

@@ -9,8 +9,8 @@ import re
 import pytest
 from phonenumbers import PhoneMetadata
 
-from breach_notify.store.ingest.containment import contained, counterexample
-from breach_notify.store.ingest.normalize import _validity
+from breach_notify.ingest.containment import contained, counterexample
+from breach_notify.ingest.normalize import _validity
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,7 @@ import duckdb
 import pytest
 
 from breach_notify.errors import BadInput
-from breach_notify.flows import inbox
-from breach_notify.store.ingest import formats
+from breach_notify.ingest import formats, inbox
 
 DEFAULT_CHUNK = formats.DIGEST_CHUNK
 CHUNK = 64  # small chunks so that tests reach several of them with a few bytes

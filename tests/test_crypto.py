@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from rfc4231 import vectors
+from support.rfc4231 import vectors
 
 from breach_notify.crypto import InvalidToken, Pseudonymizer, Sealed, Sealer
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from privacy import scan
-from test_flows_helpers import (
+from support.flows import (
     api,
     clean_env,
     cli,
@@ -18,15 +17,27 @@ from test_flows_helpers import (
     server_env,
     small_sample,
 )
+from support.privacy import scan
 
-from breach_notify.flows.serve import PrefectServer
+from flows.serve import PrefectServer
 
 
 def test_dask_without_server_is_exit_2(tmp_path: Path) -> None:
     home = tmp_path / "home"
     assert cli(home, "keys", "init").code == 0
-    res = cli(home, "run", "--gateway", "dryrun://", "--task-runner", "dask",
-              "--dask-address", "tcp://127.0.0.1:1", "--json", env=clean_env(), timeout=60)
+    res = cli(
+        home,
+        "run",
+        "--gateway",
+        "dryrun://",
+        "--task-runner",
+        "dask",
+        "--dask-address",
+        "tcp://127.0.0.1:1",
+        "--json",
+        env=clean_env(),
+        timeout=60,
+    )
     assert res.code == 2 and "PREFECT_API_URL" in res.json["error"]
     assert res.seconds < 20
 
@@ -63,8 +74,17 @@ def test_dask_gives_the_same_pseudonyms_and_counts(tmp_path: Path, server: Prefe
     prepared_home(threads_home, sample)
     prepared_home(dask_home, sample, keyring=threads_home / "keyring.json")
     env = server_env(server.api_url, tmp_path / "client")
-    args = ("run", "--inbox", str(sample.inbox), "--gateway", "dryrun://",
-            "--ignore-quiet-hours", "--rate", "1000", "--json")
+    args = (
+        "run",
+        "--inbox",
+        str(sample.inbox),
+        "--gateway",
+        "dryrun://",
+        "--ignore-quiet-hours",
+        "--rate",
+        "1000",
+        "--json",
+    )
 
     by_threads = cli(threads_home, *args, env=env)
     assert by_threads.code == 0, by_threads.stderr[-3000:]

@@ -7,8 +7,8 @@ import filecmp
 from pathlib import Path
 
 import pytest
-from privacy import scan, scan_keys
-from test_flows_helpers import cli, processes_under
+from support.flows import cli, processes_under
+from support.privacy import scan, scan_keys
 
 from breach_notify.demo import DATA, INBOX, SUBSCRIBERS
 from breach_notify.demo.sample import write_sample
@@ -16,9 +16,13 @@ from breach_notify.demo.sample import write_sample
 
 def test_bundled_sample_is_what_the_generator_writes(tmp_path: Path) -> None:
     sample = write_sample(tmp_path)
-    for rel in ("subscribers.csv", "inbox/demo-fb-us/United States.txt",
-                "inbox/demo-fb-us/breach.toml", "inbox/demo-csv-au/members.csv",
-                "inbox/demo-csv-au/breach.toml"):
+    for rel in (
+        "subscribers.csv",
+        "inbox/demo-fb-us/United States.txt",
+        "inbox/demo-fb-us/breach.toml",
+        "inbox/demo-csv-au/members.csv",
+        "inbox/demo-csv-au/breach.toml",
+    ):
         assert filecmp.cmp(tmp_path / rel, DATA / rel, shallow=False), rel
     with SUBSCRIBERS.open() as fh:
         assert {row["phone"] for row in csv.DictReader(fh)} <= sample.numbers

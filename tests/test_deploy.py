@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from privacy import scan
-from test_flows_helpers import REPO, api, prepared_home, processes_under, server_env, small_sample
+from support.flows import REPO, api, prepared_home, processes_under, server_env, small_sample
+from support.privacy import scan
 
-from breach_notify.flows.serve import PrefectServer
 from breach_notify.settings import Settings
+from flows.serve import PrefectServer
 
 PREFECT_YAML = REPO / "infra" / "prefect.yaml"
 
@@ -31,7 +31,7 @@ def test_prefect_yaml_shape() -> None:
     assert deps["housekeeping-daily"]["schedules"][0]["cron"] == s.schedule_housekeeping_cron
     for d in deps.values():
         assert d["work_pool"]["name"] == "breach-notify"
-        assert d["entrypoint"].startswith("breach_notify/flows/pipeline.py:")
+        assert d["entrypoint"].startswith("flows/pipeline.py:")
         assert d["work_pool"]["job_variables"]["env"]["PREFECT_TASKS_DEFAULT_NO_CACHE"] == "true"
 
 
@@ -40,7 +40,11 @@ def _prefect(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "prefect", "--no-prompt", *args],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -50,9 +54,12 @@ def test_deploy_and_run_pipeline_on_a_worker(tmp_path: Path, server: PrefectServ
     home = tmp_path / "home"
     prepared_home(home, sample)
     env = server_env(
-        server.api_url, tmp_path / "client",
-        BREACH_NOTIFY_HOME=str(home), BREACH_NOTIFY_INBOX=str(sample.inbox),
-        BREACH_NOTIFY_GATEWAY="dryrun://", BREACH_NOTIFY_SRC=str(REPO),
+        server.api_url,
+        tmp_path / "client",
+        BREACH_NOTIFY_HOME=str(home),
+        BREACH_NOTIFY_INBOX=str(sample.inbox),
+        BREACH_NOTIFY_GATEWAY="dryrun://",
+        BREACH_NOTIFY_SRC=str(REPO),
     )
     res = _prefect(env, "work-pool", "create", "breach-notify", "--type", "process")
     assert res.returncode == 0, res.stderr
@@ -67,13 +74,25 @@ def test_deploy_and_run_pipeline_on_a_worker(tmp_path: Path, server: PrefectServ
 
     worker = subprocess.Popen(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", "breach-notify"],
-        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
         res = _prefect(
-            env, "deployment", "run", "pipeline/pipeline", "--watch", "--watch-timeout", "150",
-            "--param", "ignore_quiet_hours=true", "--param", "rate=1000",
+            env,
+            "deployment",
+            "run",
+            "pipeline/pipeline",
+            "--watch",
+            "--watch-timeout",
+            "150",
+            "--param",
+            "ignore_quiet_hours=true",
+            "--param",
+            "rate=1000",
         )
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     finally:

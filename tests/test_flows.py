@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_flows_helpers import PrefectDB, clean_env, cli, embedded_run
+from support.flows import PrefectDB, clean_env, cli, embedded_run
 
 from breach_notify.errors import BadInput, OperationalError
-from breach_notify.flows import dask_runner, inbox, prefect_env, report
+from breach_notify.ingest import inbox
 from breach_notify.redact import RedactingFilter
 from breach_notify.settings import Settings
+from breach_notify.store import report
+from flows import dask_runner, prefect_env
 
 # -- the environment -----------------------------------------------------------------------
 
@@ -54,7 +56,7 @@ def test_install_redaction_reaches_every_handler() -> None:
 
 
 def test_scrubbed_withholds_foreign_text_and_links() -> None:
-    from breach_notify.flows.tasks import StageBadInput, StageFailed, scrubbed
+    from flows.tasks import StageBadInput, StageFailed, scrubbed
 
     @scrubbed
     def boom() -> None:
@@ -95,8 +97,13 @@ def _folder(root: Path, name: str, manifest: str, *files: str) -> Path:
 
 
 def test_inbox_reads_folders(tmp_path: Path) -> None:
-    _folder(tmp_path, "b-2", 'title = "Two"\nformat = "csv"\nphone_column = "p"\n'
-            'default_region = "au"\nk = 7\n', "a.csv", ".hidden")
+    _folder(
+        tmp_path,
+        "b-2",
+        'title = "Two"\nformat = "csv"\nphone_column = "p"\ndefault_region = "au"\nk = 7\n',
+        "a.csv",
+        ".hidden",
+    )
     _folder(tmp_path, "b-1", 'title = "One"\nformat = "facebook-2021"\n', "x.txt", "y.txt")
     folders = inbox.read_inbox(tmp_path)
     assert [f.breach_id for f in folders] == ["b-1", "b-2"]
@@ -133,12 +140,23 @@ def test_inbox_needs_a_manifest(tmp_path: Path) -> None:
 
 def test_report_suppresses_small_cells() -> None:
     assert report.suppress({"sent": 60, "failed": 2, "none": 0}, 50) == {
-        "sent": 60, "failed": None, "none": 0
+        "sent": 60,
+        "failed": None,
+        "none": 0,
     }
     summary = {
         "breaches": [
-            {"breach": "b", "title": "T|x", "rows": 5, "invalid": 1, "duplicate": 0,
-             "distinct": 4, "new": 4, "k": 50, "exposed": {"name": None, "phone": 60}}
+            {
+                "breach": "b",
+                "title": "T|x",
+                "rows": 5,
+                "invalid": 1,
+                "duplicate": 0,
+                "distinct": 4,
+                "new": 4,
+                "k": 50,
+                "exposed": {"name": None, "phone": 60},
+            }
         ],
         "notices": {"sent": None},
         "notices_total": 3,
@@ -221,7 +239,11 @@ def test_flow_runs_and_artifact_in_prefect_db(run_once) -> None:  # type: ignore
     assert len(pipelines) == 2 and all(r[1] == "COMPLETED" for r in pipelines)
     ours = [r for r in runs if r[0] != "control"]  # the leak test's controls may have run
     assert {r[0] for r in ours} == {
-        "pipeline", "ingest-inbox", "match-subscribers", "send-notices", "housekeeping"
+        "pipeline",
+        "ingest-inbox",
+        "match-subscribers",
+        "send-notices",
+        "housekeeping",
     }
     assert all(r[1] == "COMPLETED" for r in ours)
     ids = {run_once.first.json["flow_run_id"], run_once.second.json["flow_run_id"]}
@@ -240,8 +262,19 @@ def test_run_with_dask_and_no_server_fails_fast(tmp_path: Path) -> None:
     home = tmp_path / "home"
     assert cli(home, "keys", "init").code == 0
     (tmp_path / "inbox").mkdir()
-    res = cli(home, "run", "--inbox", str(tmp_path / "inbox"), "--gateway", "dryrun://",
-              "--task-runner", "dask", "--json", env=clean_env(), timeout=60)
+    res = cli(
+        home,
+        "run",
+        "--inbox",
+        str(tmp_path / "inbox"),
+        "--gateway",
+        "dryrun://",
+        "--task-runner",
+        "dask",
+        "--json",
+        env=clean_env(),
+        timeout=60,
+    )
     assert res.code == 2 and "real Prefect server" in res.json["error"]
     assert res.seconds < 20
 
@@ -260,7 +293,7 @@ def test_importing_the_flows_applies_the_forced_settings() -> None:
     import sys
 
     code = (
-        "import breach_notify.flows.pipeline\n"
+        "import flows.pipeline\n"
         "from prefect.settings import get_current_settings as g\n"
         "s = g(); print(s.tasks.default_no_cache, s.results.persist_by_default,"
         " s.logging.log_prints, s.logging.config_path.name)"

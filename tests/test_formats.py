@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 
 from breach_notify.errors import BadInput
-from breach_notify.store.ingest import formats, rows
-from breach_notify.store.ingest.rows import BIT
+from breach_notify.ingest import formats, rows
+from breach_notify.kinds import BIT
 
 
 def read_lines(shard: formats.Shard) -> list[str]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from fake_twilio import ACCOUNT_SID, FakeTwilio, Fault, env
-from privacy import scan
+from support.fake_twilio import ACCOUNT_SID, FakeTwilio, Fault, env
+from support.privacy import scan
 from twilio.base.exceptions import TwilioRestException
 
 from breach_notify.notify.errors import (
@@ -28,16 +28,6 @@ from breach_notify.settings import Settings
 
 TO = "+33612345678"
 BODY = 'Privacy Watch: your number is in the "T" leak. Advice: https://x.org Reply STOP to opt out.'
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> FakeTwilio:
-    for k, v in env().items():
-        monkeypatch.setenv(k, v)
-    for k in ("TWILIO_API_KEY", "TWILIO_API_SECRET"):
-        monkeypatch.delenv(k, raising=False)
-    with FakeTwilio() as server:
-        yield server
 
 
 # -- URLs -------------------------------------------------------------------------------------
@@ -64,8 +54,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeTwilio:
         ("twilio://?from=%2B15005550006&colour=red", BadGatewayURL),
     ],
 )
-def test_open_gateway(url: str, expect: type, settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                      tmp_path: Path) -> None:
+def test_open_gateway(
+    url: str, expect: type, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     for k, v in env().items():
         monkeypatch.setenv(k, v)
     url = url.replace("/tmp/some", str(tmp_path))
@@ -172,8 +163,9 @@ def test_dryrun_knows_what_it_took_across_restarts(settings: Settings, tmp_path:
     ],
 )
 def test_translate_codes(status: int, code: int | None, kind: type) -> None:
-    exc = TwilioRestException(status, f"/Messages.json?To={TO}", f"The 'To' number {TO} is bad",
-                              code)
+    exc = TwilioRestException(
+        status, f"/Messages.json?To={TO}", f"The 'To' number {TO} is bad", code
+    )
     mapped = twilio.translate(exc)
     assert type(mapped) is kind
     assert TO not in str(mapped) and TO[1:] not in str(mapped)
@@ -229,8 +221,12 @@ def test_twilio_bad_credentials_stop_the_run(
 
 @pytest.mark.parametrize(
     ("code", "kind"),
-    [(21211, PermanentError), (21614, PermanentError), (21408, PermanentError),
-     (21610, RecipientOptedOut)],
+    [
+        (21211, PermanentError),
+        (21614, PermanentError),
+        (21408, PermanentError),
+        (21610, RecipientOptedOut),
+    ],
 )
 def test_twilio_permanent_errors(
     fake: FakeTwilio, settings: Settings, code: int, kind: type, caplog: pytest.LogCaptureFixture
@@ -290,17 +286,20 @@ def test_fake_server_realism(fake: FakeTwilio) -> None:
     r = requests.post(base + ".json", data={"To": TO, "Body": "x"}, timeout=5)
     assert r.status_code == 401 and r.json()["code"] == 20003
     auth = (ACCOUNT_SID, env()["TWILIO_AUTH_TOKEN"])
-    r = requests.post(base + ".json", data={"To": "12", "From": "+1500", "Body": "x"}, auth=auth,
-                      timeout=5)
+    r = requests.post(
+        base + ".json", data={"To": "12", "From": "+1500", "Body": "x"}, auth=auth, timeout=5
+    )
     assert r.status_code == 400 and r.json()["code"] == 21211
     assert set(r.json()) == {"code", "message", "more_info", "status"}
     r = requests.get(base + "/SM" + "0" * 32 + ".json", auth=auth, timeout=5)
     assert r.status_code == 404 and r.json()["code"] == 20404
     for i in range(3):
-        requests.post(base + ".json", data={"To": TO, "From": "+1500", "Body": f"m{i}"},
-                      auth=auth, timeout=5)
-    page = requests.get(base + ".json", params={"To": TO, "PageSize": 2}, auth=auth,
-                        timeout=5).json()
+        requests.post(
+            base + ".json", data={"To": TO, "From": "+1500", "Body": f"m{i}"}, auth=auth, timeout=5
+        )
+    page = requests.get(
+        base + ".json", params={"To": TO, "PageSize": 2}, auth=auth, timeout=5
+    ).json()
     assert len(page["messages"]) == 2 and page["next_page_uri"]
     assert page["messages"][0]["date_created"].endswith("+0000")
     sid = page["messages"][0]["sid"]

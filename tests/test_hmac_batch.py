@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pyarrow as pa
 import pytest
-from rfc4231 import vectors
+from support.rfc4231 import vectors
 
 from breach_notify.crypto import Pseudonymizer
 from breach_notify.crypto import pseudonymizer as pseudonymizer_module

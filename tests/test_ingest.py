@@ -17,13 +17,12 @@ from typing import Any
 
 import duckdb
 import pytest
-from privacy import scan
+from support.privacy import scan
+from support.synthetic import Truth, reference_facebook, write_csv, write_facebook
 
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput
-from breach_notify.settings import Settings
-from breach_notify.store.db import session
-from breach_notify.store.ingest import (
+from breach_notify.ingest import (
     IngestReport,
     ingest,
     make_spec,
@@ -32,7 +31,8 @@ from breach_notify.store.ingest import (
     plan_shards,
     process_shard,
 )
-from breach_notify.synthetic import Truth, reference_facebook, write_csv, write_facebook
+from breach_notify.settings import Settings
+from breach_notify.store.db import session
 
 
 def store(settings: Settings) -> dict[str, Any]:
@@ -258,7 +258,7 @@ import sys, time
 from pathlib import Path
 from breach_notify.crypto import Keyring
 from breach_notify.settings import Settings
-from breach_notify.store.ingest import ingest, merge
+from breach_notify.ingest import ingest, merge
 home, path, marker = map(Path, sys.argv[1:4])
 def hold():
     marker.write_text("in transaction")
@@ -335,7 +335,7 @@ def test_breach_summary_suppresses_small_cells(
         "33612345678:1:Ana:::::::::\n33612345679:2:Bo:::::::::\n33612345670:3:Cy:B:female:::::::\n"
     )
     ingest(settings, keyring, [f], "tiny", k=3)
-    from breach_notify.store.ingest import breach_summary
+    from breach_notify.ingest import breach_summary
 
     with session(settings) as conn:
         s = breach_summary(conn, "tiny")
@@ -349,7 +349,7 @@ def test_breach_summary_suppresses_small_cells(
 
 @pytest.mark.slow
 def test_memory_limit_much_smaller_than_the_dump(tmp_path: Path) -> None:
-    from breach_notify.synthetic import write_facebook_fast
+    from support.synthetic import write_facebook_fast
 
     settings = Settings(home=tmp_path / "home", memory_limit="64MB", threads=2)
     settings.ensure_home()
@@ -400,7 +400,7 @@ def test_duckdb_reader_path_equals_arrow_path(
 ) -> None:
     """Valid UTF-8 dumps go through DuckDB's own reader (store.ingest.direct): same report and
     pseudonyms as the Arrow path, including values only phonenumbers decides (fullwidth digits)."""
-    from breach_notify.store.ingest import direct
+    from breach_notify.ingest import duckdb_reader as direct
 
     f = tmp_path / "utf8.txt"
     write_facebook(f, 3000, seed=13, crlf=crlf)
@@ -469,7 +469,7 @@ def test_undecodable_lines_are_read_again_on_the_fast_path(
     dump: tuple[Path, Truth],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import breach_notify.store.ingest as ingest_package
+    import breach_notify.ingest as ingest_package
 
     path, truth = dump
     _with_c1_bytes(path)
@@ -493,11 +493,11 @@ def test_unaccounted_lines_send_the_file_to_the_arrow_path(
 ) -> None:
     """If the skipped lines and the emitted rows do not add up to the file's lines, the file is
     read by the Arrow path instead (same exact counts)."""
-    from breach_notify.store.ingest import direct
+    from breach_notify.ingest import duckdb_reader as direct
 
     path, truth = dump
     _with_c1_bytes(path)
-    import breach_notify.store.ingest as ingest_package
+    import breach_notify.ingest as ingest_package
 
     real = direct._lines_at
     monkeypatch.setattr(direct, "_lines_at", lambda p, n: (real(p, n)[0], 10**9))
@@ -518,7 +518,7 @@ def test_unaccounted_lines_send_the_file_to_the_arrow_path(
 def test_lines_at_across_scan_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import random
 
-    from breach_notify.store.ingest import direct
+    from breach_notify.ingest import duckdb_reader as direct
 
     rng = random.Random(3)
     for block in (1, 2, 7, 64, 4096):

@@ -10,8 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from privacy import scan
-from test_flows_helpers import PrefectDB, clean_env, embedded_run, processes_under
+from support.flows import PrefectDB, clean_env, embedded_run, processes_under
+from support.privacy import scan
 
 
 @pytest.fixture(scope="session")
@@ -42,12 +42,12 @@ CONTROL = textwrap.dedent(
     import os, sys
     from pathlib import Path
     from breach_notify.settings import Settings
-    from breach_notify.flows import prefect_env
+    from flows import prefect_env
 
     prefect_env.apply(Settings(home=Path(sys.argv[1])))
     from prefect import flow, get_run_logger, task
     from prefect.artifacts import create_markdown_artifact
-    from breach_notify.flows.tasks import SAFE, scrubbed
+    from flows.tasks import SAFE, scrubbed
 
     NUMBER = os.environ["CONTROL_NUMBER"]  # never a parameter: only the task body sees it
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from privacy import scan
-from test_sender_support import add_breach, add_subscriber, numbers, set_status
+from support.privacy import scan
+from support.sender import add_breach, add_subscriber, numbers, set_status
 
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput

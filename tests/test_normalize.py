@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from phonenumbers import PhoneMetadata, PhoneNumberFormat, PhoneNumberType
 from phonenumbers import phonenumberutil as pnu
 
-from breach_notify.store.ingest.normalize import phone_sql, python_verdict
+from breach_notify.ingest.normalize import phone_sql, python_verdict
 
 REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
 SAMPLE_REGIONS = (

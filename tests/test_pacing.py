@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from privacy import scan
-from test_flows_helpers import api, cli, prepared_home, processes_under, server_env, small_sample
+from support.flows import api, cli, prepared_home, processes_under, server_env, small_sample
+from support.privacy import scan
 
-from breach_notify.flows.serve import PrefectServer
+from flows.serve import PrefectServer
 
 
 @pytest.mark.slow
@@ -18,11 +18,26 @@ def test_global_rate_limit_paces_the_sender(tmp_path: Path, server: PrefectServe
     prepared_home(home, sample)
     env = server_env(server.api_url, tmp_path / "client")
     limit, decay = 5, 10.0
-    api(server.api_url, "POST", "/v2/concurrency_limits/",
-        {"name": "breach-notify-sms", "limit": limit, "slot_decay_per_second": decay})
+    api(
+        server.api_url,
+        "POST",
+        "/v2/concurrency_limits/",
+        {"name": "breach-notify-sms", "limit": limit, "slot_decay_per_second": decay},
+    )
 
-    res = cli(home, "run", "--inbox", str(sample.inbox), "--gateway", "dryrun://",
-              "--ignore-quiet-hours", "--rate", "1000", "--json", env=env)
+    res = cli(
+        home,
+        "run",
+        "--inbox",
+        str(sample.inbox),
+        "--gateway",
+        "dryrun://",
+        "--ignore-quiet-hours",
+        "--rate",
+        "1000",
+        "--json",
+        env=env,
+    )
     assert res.code == 0, res.stderr[-3000:]
     send = res.json["send"]
     n = sample.expected_notices

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
-from privacy import formats, scan
+from support.privacy import formats, scan
 
 
 def test_formats_cover_e164_national_and_digits() -> None:
@@ -32,7 +32,7 @@ def test_scan_is_quiet_on_clean_data(tmp_path: Path) -> None:
 
 
 def test_scan_keys_finds_keys_and_pads(tmp_path: Path) -> None:
-    from privacy import key_forms, scan_keys
+    from support.privacy import key_forms, scan_keys
 
     from breach_notify.crypto import Keyring
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from support import privacy
+from support.subscribers import DE_MOBILE, GB_MOBILE, GB_MOBILE_2, US_MOBILE
 
+from breach_notify.cli import main
 from breach_notify.crypto import Keyring, Sealed
-from breach_notify.flows.cli import main
 from breach_notify.settings import Settings
 from breach_notify.store.db import session
 from breach_notify.subscribers import pseudonyms, rotation
-from tests import privacy
-from tests.test_subscribers_helpers import DE_MOBILE, GB_MOBILE, GB_MOBILE_2, US_MOBILE
 
 # Matches through subscriber_pseudonyms alone (the decision written in 002_subscribers.sql).
 JOIN = """

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fake_twilio import FakeTwilio, Fault, env
-from privacy import scan
-from test_sender_support import World, add_breach, add_subscriber, build, numbers, set_status
+from support.fake_twilio import FakeTwilio, Fault
+from support.privacy import scan
+from support.sender import World, add_breach, add_subscriber, build, numbers, set_status
 
 from breach_notify.crypto import Keyring
 from breach_notify.notify.errors import AccountError
@@ -49,14 +49,6 @@ def memory() -> Iterator[MemoryGateway]:
     gw = MemoryGateway()
     yield gw
     gw.clear()
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTwilio]:
-    for k, v in env().items():
-        monkeypatch.setenv(k, v)
-    with FakeTwilio() as server:
-        yield server
 
 
 def _run(w: World, gw: Gateway, **kw: Any) -> dict[str, Any]:
@@ -116,8 +108,13 @@ def test_status_is_rechecked_at_send_time(world: World, memory: MemoryGateway) -
 
 
 def test_429_storm(world: World, fake: FakeTwilio) -> None:
-    fake.script(*[Fault(code=20429)] * 3, Fault(code=20500), *[Fault(code=20429)] * 3,
-                Fault(code=20503), *[Fault(code=20429)] * 2)
+    fake.script(
+        *[Fault(code=20429)] * 3,
+        Fault(code=20500),
+        *[Fault(code=20429)] * 3,
+        Fault(code=20503),
+        *[Fault(code=20429)] * 2,
+    )
     gw = open_gateway(fake.gateway_url(), world.settings)
     sleeps: list[float] = []
     storm = Backoff(attempts=12, base=0.01, cap=1.0)
@@ -167,8 +164,12 @@ def test_permanent_errors_and_21610(world: World, fake: FakeTwilio) -> None:
             "SELECT event, source FROM subscriber_events WHERE subscriber_id = ?",
             [world.subs[opted]],
         ).fetchall() == [("opted_out", "gateway:21610")]
-        codes = Counter(r[0] for r in conn.execute(
-            "SELECT error_code FROM notices WHERE state IN ('failed', 'suppressed')").fetchall())
+        codes = Counter(
+            r[0]
+            for r in conn.execute(
+                "SELECT error_code FROM notices WHERE state IN ('failed', 'suppressed')"
+            ).fetchall()
+        )
     assert codes == Counter({"21614": 2, "21211": 2, "21610": 1, None: 1})
 
 
@@ -277,8 +278,12 @@ def test_pace_is_asked_for_every_segment_with_the_store_released(
     def pace(segments: int) -> None:
         if not asked:  # another process can open the store for writing while we wait here
             probe = subprocess.run(
-                [sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
-                 str(world.settings.db_path)],
+                [
+                    sys.executable,
+                    "-c",
+                    "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
+                    str(world.settings.db_path),
+                ],
                 capture_output=True,
             )
             others_could_write.append(probe.returncode == 0)
@@ -401,7 +406,12 @@ def test_send_command_dryrun(world: World, cli) -> None:  # type: ignore[no-unty
     assert res.code == 0, res.stderr
     data = res.json
     assert {k: data[k] for k in ("sent", "failed", "deferred", "suppressed", "in_doubt")} == {
-        "sent": len(world.expected), "failed": 0, "deferred": 0, "suppressed": 0, "in_doubt": 0}
+        "sent": len(world.expected),
+        "failed": 0,
+        "deferred": 0,
+        "suppressed": 0,
+        "in_doubt": 0,
+    }
     out = world.settings.outbox_dir / "dryrun.jsonl"
     assert len(out.read_text().splitlines()) == len(world.expected)
     bad = cli("send", "--gateway", "nope://", "--json")

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_twilio import FakeTwilio, env
-from privacy import scan
-from test_sender_support import build, states
+from support.fake_twilio import FakeTwilio, env
+from support.privacy import scan
+from support.sender import build, states
 
 from breach_notify.crypto import Keyring
 from breach_notify.settings import Settings
@@ -25,9 +25,21 @@ from breach_notify.store import db
 
 def _start(home: Path, url: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "breach_notify", "--home", str(home), "send", "--gateway", url,
-         "--ignore-quiet-hours", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "breach_notify",
+            "--home",
+            str(home),
+            "send",
+            "--gateway",
+            url,
+            "--ignore-quiet-hours",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, **env()},
     )
 
@@ -121,9 +133,23 @@ def test_stop_from_another_process_during_a_paced_run(settings: Settings, keyrin
     outputs: list[str] = []
     with FakeTwilio() as fake:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "breach_notify", "--home", str(settings.home), "send",
-             "--gateway", fake.gateway_url(), "--rate", "6", "--ignore-quiet-hours", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "breach_notify",
+                "--home",
+                str(settings.home),
+                "send",
+                "--gateway",
+                fake.gateway_url(),
+                "--rate",
+                "6",
+                "--ignore-quiet-hours",
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, **env()},
         )
         _wait_for(lambda: len(fake.ledger) >= 8)
@@ -152,10 +178,23 @@ def test_two_senders_at_once_send_each_notice_once(settings: Settings, keyring: 
     with FakeTwilio(delay=0.005) as fake:
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "breach_notify", "--home", str(settings.home), "send",
-                 "--gateway", fake.gateway_url(), "--rate", "20", "--ignore-quiet-hours",
-                 "--json"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "breach_notify",
+                    "--home",
+                    str(settings.home),
+                    "send",
+                    "--gateway",
+                    fake.gateway_url(),
+                    "--rate",
+                    "20",
+                    "--ignore-quiet-hours",
+                    "--json",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
                 env={**os.environ, **env()},
             )
             for _ in range(2)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_flows_helpers import api, clean_env, cli, processes_under
+from support.flows import api, clean_env, cli, processes_under
 
-from breach_notify.flows.serve import PrefectServer, free_port, healthy
 from breach_notify.settings import Settings
+from flows.serve import PrefectServer, free_port, healthy
 
 
 def test_server_helper_binds_loopback_only(tmp_path: Path) -> None:
@@ -31,9 +31,22 @@ def test_serve_starts_schedules_and_stops_its_server(tmp_path: Path, stop: signa
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "breach_notify", "--home", str(home), "serve",
-         "--inbox", str(tmp_path / "inbox"), "--port", str(port)],
-        env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "breach_notify",
+            "--home",
+            str(home),
+            "serve",
+            "--inbox",
+            str(tmp_path / "inbox"),
+            "--port",
+            str(port),
+        ],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from privacy import scan
-from test_sender_support import build
+from support.privacy import scan
+from support.sender import build
 
 from breach_notify.crypto import Keyring
 from breach_notify.notify.gateways.memory import MemoryGateway

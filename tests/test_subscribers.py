@@ -8,6 +8,15 @@ from datetime import timedelta
 
 import duckdb
 import pytest
+from support.subscribers import (
+    GB_FIXED,
+    GB_MOBILE,
+    GB_MOBILE_2,
+    T0,
+    US_MOBILE,
+    add_notice,
+    last_code,
+)
 
 from breach_notify.crypto import Keyring, Sealed
 from breach_notify.errors import BadInput
@@ -26,15 +35,6 @@ from breach_notify.subscribers import (
     optin,
     registry,
     texts,
-)
-from tests.test_subscribers_helpers import (
-    GB_FIXED,
-    GB_MOBILE,
-    GB_MOBILE_2,
-    T0,
-    US_MOBILE,
-    add_notice,
-    last_code,
 )
 
 

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import privacy
+from support.flows import Run
+from support.subscribers import ALL_NUMBERS, GB_FIXED, GB_MOBILE, GB_MOBILE_2, US_MOBILE
 from twilio.request_validator import RequestValidator
 
-from tests import privacy
-from tests.conftest import Result
-from tests.test_subscribers_helpers import ALL_NUMBERS, GB_FIXED, GB_MOBILE, GB_MOBILE_2, US_MOBILE
-
-Cli = Callable[..., Result]
+Cli = Callable[..., Run]
 
 
 def _codes(home: Path) -> list[str]:
@@ -109,7 +108,7 @@ def test_webhooks_refuses_without_token_or_url(home: Path, cli: Cli) -> None:
 
 @pytest.mark.slow
 def test_webhooks_command_serves_signed_requests(home: Path, cli: Cli) -> None:
-    from tests.test_webhooks import free_port
+    from support.net import free_port
 
     assert cli("keys", "init").code == 0
     assert cli("subscribers", "add", GB_MOBILE, "--gateway", "dryrun://").code == 0

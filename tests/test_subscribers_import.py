@@ -8,11 +8,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-from breach_notify.flows.cli import main
-from breach_notify.notify.gateways.memory import SHARED
-from tests import privacy
-from tests.test_subscribers_helpers import (
+from support import privacy
+from support.subscribers import (
     DE_MOBILE,
     GB_FIXED,
     GB_MOBILE,
@@ -21,6 +18,9 @@ from tests.test_subscribers_helpers import (
     US_MOBILE,
     snapshot,
 )
+
+from breach_notify.cli import main
+from breach_notify.notify.gateways.memory import SHARED
 
 NUMBERS = [GB_MOBILE, GB_MOBILE_2, GB_MOBILE_3, US_MOBILE, DE_MOBILE, GB_FIXED]
 CSV = (

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import threading
@@ -15,17 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from twilio.request_validator import RequestValidator
-
-from breach_notify.crypto import Keyring
-from breach_notify.flows.webhooks.server import build
-from breach_notify.notify.gateways.memory import MemoryGateway
-from breach_notify.numbers import parse_number
-from breach_notify.settings import Settings
-from breach_notify.store.db import session
-from breach_notify.subscribers import events, optin, registry, texts
-from tests import privacy
-from tests.test_subscribers_helpers import (
+from support import privacy
+from support.net import free_port
+from support.subscribers import (
     ALL_NUMBERS,
     GB_MOBILE,
     GB_MOBILE_2,
@@ -34,16 +25,19 @@ from tests.test_subscribers_helpers import (
     notice_state,
     snapshot,
 )
+from twilio.request_validator import RequestValidator
+
+from breach_notify.crypto import Keyring
+from breach_notify.notify.gateways.memory import MemoryGateway
+from breach_notify.numbers import parse_number
+from breach_notify.settings import Settings
+from breach_notify.store.db import session
+from breach_notify.subscribers import events, optin, registry, texts
+from breach_notify.web.server import build
 
 TOKEN = "test-auth-token-0123456789abcdef"
 PUBLIC = "https://hooks.example.org/bn"
 LIMIT = 4096
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -222,17 +216,28 @@ def test_twilio_opt_out_type_wins(hooks: Hooks) -> None:
 def test_busy_store_keeps_stop_and_answers_503_to_the_rest(home: Path, keyring: Keyring) -> None:
     settings = Settings(home=home, lock_timeout_seconds=0.3)
     with session(settings) as conn:
-        registry.create(conn, keyring, parse_number(GB_MOBILE), status="active", language="en",
-                        now=datetime.now(UTC))
+        registry.create(
+            conn,
+            keyring,
+            parse_number(GB_MOBILE),
+            status="active",
+            language="en",
+            now=datetime.now(UTC),
+        )
     port = free_port()
     server = build(settings, host="127.0.0.1", port=port, public_url=PUBLIC, auth_token=TOKEN)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb,sys,time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-         " time.sleep(3); c.close()", str(settings.db_path)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import duckdb,sys,time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+            " time.sleep(3); c.close()",
+            str(settings.db_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         while not server.started:

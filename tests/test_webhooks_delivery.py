@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import duckdb
 import pytest
+from support.subscribers import add_notice, notice_state
 
 from breach_notify.notify.delivery import record_delivery
 from breach_notify.settings import Settings
 from breach_notify.store.db import connect
-from tests.test_subscribers_helpers import add_notice, notice_state
 
 
 @pytest.fixture

@@ -107,15 +107,24 @@ def register(scheme: str) -> Callable[[GatewayFactory], GatewayFactory]:
     return wrap
 
 
+def schemes() -> tuple[str, ...]:
+    """The registered URL schemes (``dryrun``, ``memory``, ``twilio`` and any added)."""
+    _load_builtin()
+    return tuple(sorted(_REGISTRY))
+
+
+def check_url(url: str) -> None:
+    """Raise ``BadGatewayURL`` (exit 2) unless ``url``'s scheme is registered; opens nothing."""
+    scheme = urlsplit(url).scheme
+    if scheme not in schemes():
+        known = ", ".join(f"{s}://" for s in schemes())
+        raise BadGatewayURL(f"unknown gateway URL scheme {scheme!r}; use one of {known}")
+
+
 def open_gateway(url: str, settings: Settings) -> Gateway:
     """The gateway for ``url``. Raises ``BadGatewayURL`` (exit 2) for an unknown scheme."""
-    _load_builtin()
-    scheme = urlsplit(url).scheme
-    factory = _REGISTRY.get(scheme)
-    if factory is None:
-        known = ", ".join(f"{s}://" for s in sorted(_REGISTRY))
-        raise BadGatewayURL(f"unknown gateway URL scheme {scheme!r}; use one of {known}")
-    return factory(url, settings)
+    check_url(url)
+    return _REGISTRY[urlsplit(url).scheme](url, settings)
 
 
 def _load_builtin() -> None:

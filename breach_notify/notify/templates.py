@@ -14,12 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from breach_notify.errors import BadInput
+from breach_notify.kinds import KINDS
 from breach_notify.notify import segments
 from breach_notify.settings import Settings
-from breach_notify.store.ingest.rows import KINDS as INGEST_KINDS
 
 # Bit i of ``breach_pseudonyms.kinds`` = KIND_BITS[i]: the ingest's own table, one source of truth.
-KIND_BITS: tuple[str, ...] = tuple(INGEST_KINDS)
+KIND_BITS: tuple[str, ...] = KINDS
 # Kinds of field as a recipient understands them, in display order (``date``, ``other``: none).
 _GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
     ("name", frozenset({"name"})),

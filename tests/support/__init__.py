@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: fixtures, fakes, the plaintext scan, data generators."""
