@@ -11,6 +11,7 @@ import pytest
 
 from breach_notify.crypto import Keyring, KeyringError
 from breach_notify.crypto.keyring import ENV_VAR
+from breach_notify.errors import OperationalError
 
 
 def test_create_is_0600_and_loads(tmp_path: Path) -> None:
@@ -92,3 +93,52 @@ def test_keys_are_distinct_and_32_bytes(tmp_path: Path) -> None:
         base64.b64decode(v) for p in ("pseudonym", "seal", "code") for v in data[p]["keys"].values()
     ]
     assert all(len(k) == 32 for k in keys) and len(set(keys)) == 3
+
+
+def _keyring_on_a_volume(tmp_path: Path) -> tuple[Path, Path]:
+    """A keyring kept elsewhere (a mounted secret volume) and symlinked into the data dir."""
+    volume = tmp_path / "volume"
+    volume.mkdir(mode=0o700)
+    target = volume / "keyring.json"
+    Keyring.create(target)
+    link = tmp_path / "home" / "keyring.json"
+    link.parent.mkdir(mode=0o700)
+    link.symlink_to(target)
+    return link, target
+
+
+def test_rotate_writes_through_a_symlink_and_keeps_a_backup(tmp_path: Path) -> None:
+    link, target = _keyring_on_a_volume(tmp_path)
+    before = target.read_bytes()
+    ring = Keyring.load(link)
+    assert ring.rotate("seal") == "s2"
+    assert link.is_symlink() and link.resolve() == target
+    on_volume = Keyring.load(target)
+    assert on_volume.key_ids["seal"] == ["s1", "s2"] and on_volume.active_id("seal") == "s2"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    backup = ring.backup_path
+    assert backup is not None and backup.parent == target.parent
+    assert backup.name.startswith("keyring.json.bak-")
+    assert backup.read_bytes() == before and stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted(["keyring.json", backup.name])
+    # A second rotation keeps its own backup; the first stays.
+    ring.rotate("pseudonym")
+    assert ring.backup_path != backup and backup.exists()
+    assert Keyring.load(ring.backup_path).key_ids["seal"] == ["s1", "s2"]  # type: ignore[arg-type]
+
+
+def test_failed_rotate_write_leaves_the_keyring_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link, target = _keyring_on_a_volume(tmp_path)
+    before = target.read_bytes()
+    ring = Keyring.load(link)
+
+    def disk_full(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("breach_notify.crypto.keyring.os.replace", disk_full)
+    with pytest.raises(OperationalError, match="nothing was migrated"):
+        ring.rotate("seal")
+    assert target.read_bytes() == before and link.is_symlink()
+    assert not [p for p in target.parent.iterdir() if p.name.endswith(".tmp")]

@@ -177,3 +177,102 @@ def test_rotation_with_nothing_to_migrate(home: Path, run) -> None:  # type: ign
     )
     with duckdb.connect(str(home / "breach-notify.duckdb"), read_only=True) as c:
         assert c.execute("SELECT count(*) FROM subscriber_pseudonyms").fetchone() == (0,)
+
+
+def _move_keyring_to_a_volume(home: Path, tmp_path: Path) -> Path:
+    """Move the keyring to a 'mounted secret volume' and symlink it back, as operators do."""
+    volume = tmp_path / "secrets"
+    volume.mkdir(mode=0o700)
+    target = volume / "keyring.json"
+    (home / "keyring.json").rename(target)
+    (home / "keyring.json").symlink_to(target)
+    return target
+
+
+def test_seal_rotation_through_a_symlinked_keyring_reaches_the_target(
+    tmp_path: Path, home: Path, run
+) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(home=home)
+    target = _move_keyring_to_a_volume(home, tmp_path)
+    _import(run, tmp_path, GB_MOBILE, US_MOBILE)
+    before = _ids(settings)
+
+    code, out = run("keys", "rotate", "--seal", "--json")
+    assert code == 0, out
+    assert (home / "keyring.json").is_symlink()
+    on_volume = Keyring.load(target)
+    assert on_volume.active_id("seal") == "s2"
+    backup = Path(json.loads(out)["backup"])
+    assert backup.parent == target.parent and Keyring.load(backup).key_ids["seal"] == ["s1"]
+    # Every subscriber opens with the keyring on the volume alone.
+    with session(settings) as conn:
+        rows = conn.execute("SELECT id, sealed, seal_key_id FROM subscribers").fetchall()
+    assert {r[2] for r in rows} == {"s2"}
+    opened = {r[0]: on_volume.sealer().open(Sealed(r[2], r[1]), row_id=r[0]) for r in rows}
+    assert opened == before
+    code, out = run("keys", "verify", "--json")
+    assert code == 0 and json.loads(out)["ok"] is True
+    assert privacy.scan([home, target.parent], [GB_MOBILE, US_MOBILE], texts=run.outputs) == []
+
+
+def test_nothing_is_resealed_when_the_new_key_cannot_be_written(
+    tmp_path: Path, home: Path, run, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(home=home)
+    _import(run, tmp_path, GB_MOBILE)
+    keyring_before = (home / "keyring.json").read_bytes()
+
+    def disk_full(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("breach_notify.crypto.keyring.os.replace", disk_full)
+    code, out = run("keys", "rotate", "--seal", "--json")
+    monkeypatch.undo()
+    assert code == 1 and "nothing was migrated" in json.loads(out)["error"]
+    assert (home / "keyring.json").read_bytes() == keyring_before
+    with session(settings) as conn:
+        assert conn.execute("SELECT DISTINCT seal_key_id FROM subscribers").fetchall() == [("s1",)]
+    assert run("keys", "verify")[0] == 0
+
+
+def test_keys_verify_names_the_missing_key_ids_and_counts(tmp_path: Path, home: Path, run) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(home=home)
+    _import(run, tmp_path, GB_MOBILE, US_MOBILE)
+    _breach(settings, "old", [GB_MOBILE])  # under p1
+    code, out = run("keys", "verify", "--json")
+    assert code == 0
+    assert json.loads(out) == {
+        "ok": True,
+        "sealed_checked": 2,
+        "sealed_failed": 0,
+        "sealed_failed_by_key": {},
+        "breaches_checked": 1,
+        "breaches_missing_key": {},
+        "missing_key_ids": [],
+    }
+    assert run("keys", "rotate", "--seal")[0] == 0
+    assert run("keys", "rotate", "--pseudonym")[0] == 0
+    current = (home / "keyring.json").read_bytes()
+    # An operator restores a keyring from before both rotations, and drops p1 from it.
+    stale = json.loads(sorted(home.glob("keyring.json.bak-*"))[0].read_text())
+    stale["pseudonym"] = {"active": "p9", "keys": {"p9": stale["pseudonym"]["keys"]["p1"]}}
+    (home / "keyring.json").write_text(json.dumps(stale))
+
+    code, out = run("keys", "verify", "--json")
+    assert code == 1
+    got = json.loads(out)
+    assert got["ok"] is False and got["sealed_checked"] == 2 and got["sealed_failed"] == 2
+    assert got["sealed_failed_by_key"] == {"s2": 2}
+    assert got["breaches_missing_key"] == {"p1": 1}
+    assert got["missing_key_ids"] == ["p1", "s2"]
+    code, _ = run("keys", "verify")
+    stderr = run.outputs[-1]
+    assert code == 1
+    assert "2 sealed subscriber number(s) under seal key s2" in stderr
+    assert "1 breach(es) were hashed under pseudonym key p1" in stderr
+    assert "keys verify" in stderr
+
+    (home / "keyring.json").write_bytes(current)  # the right keyring is back
+    code, out = run("keys", "verify")
+    assert code == 0 and "2 sealed numbers open" in out
+    assert privacy.scan([home], [GB_MOBILE, US_MOBILE], texts=run.outputs) == []

@@ -12,12 +12,14 @@ import base64
 import json
 import os
 import stat
+import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from breach_notify.crypto.pseudonymizer import Pseudonymizer
 from breach_notify.crypto.sealer import Sealer
-from breach_notify.errors import BadInput
+from breach_notify.errors import BadInput, OperationalError
 
 PURPOSES = ("pseudonym", "seal", "code")
 _PREFIX = {"pseudonym": "p", "seal": "s", "code": "c"}
@@ -34,6 +36,7 @@ class Keyring:
 
     def __init__(self, data: dict[str, Any], path: Path | None) -> None:
         self._path = path
+        self._backup: Path | None = None
         self._active: dict[str, str] = {}
         self._keys: dict[str, dict[str, bytes]] = {}
         try:
@@ -82,20 +85,7 @@ class Keyring:
                 return cls(json.loads(env), None)
             except json.JSONDecodeError:
                 raise KeyringError(f"{ENV_VAR} is not valid JSON") from None
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise KeyringError(
-                f"no keyring at {path}; create one with 'breach-notify keys init'"
-            ) from None
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyringError(
-                f"keyring {path} is readable by group or others; fix with 'chmod 600 {path}'"
-            )
-        try:
-            return cls(json.loads(path.read_text()), path)
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            raise KeyringError(f"keyring {path} cannot be read as JSON; restore it") from None
+        return cls(_read_json(path), path)
 
     # -- use ----------------------------------------------------------------------------------
 
@@ -136,39 +126,135 @@ class Keyring:
             )
         n = 1 + max(int(k[len(_PREFIX[purpose]) :]) for k in self._keys[purpose])
         kid = f"{_PREFIX[purpose]}{n}"
-        self._keys[purpose][kid] = base64.b64decode(_new_key())
+        key = base64.b64decode(_new_key())
+        self._keys[purpose][kid] = key
         self._active[purpose] = kid
         self._write(exclusive=False)
+        self._confirm_saved(purpose, kid, key)
         return kid
+
+    @property
+    def backup_path(self) -> Path | None:
+        """The copy of the keyring as it was before the last :meth:`rotate`, if any."""
+        return self._backup
 
     # -- private ------------------------------------------------------------------------------
 
-    def _write(self, *, exclusive: bool) -> None:
-        assert self._path is not None
+    def _serialise(self) -> bytes:
         data: dict[str, Any] = {"format": _FORMAT}
         for purpose in PURPOSES:
             data[purpose] = {
                 "active": self._active[purpose],
                 "keys": {k: base64.b64encode(v).decode() for k, v in self._keys[purpose].items()},
             }
-        text = json.dumps(data, indent=2)
-        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        target = self._path if exclusive else self._path.with_suffix(".tmp")
+        return json.dumps(data, indent=2).encode()
+
+    def _write(self, *, exclusive: bool) -> None:
+        assert self._path is not None
         if not exclusive:
-            target.unlink(missing_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            self._backup = _replace_through_links(self._path, self._serialise())
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            fd = os.open(target, flags, 0o600)
+            fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             raise KeyringError(
-                f"a keyring already exists at {target}; refusing to overwrite it"
+                f"a keyring already exists at {self._path}; refusing to overwrite it"
             ) from None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(self._serialise())
             fh.flush()
             os.fsync(fh.fileno())
-        if not exclusive:
-            os.replace(target, self._path)
+        _fsync_dir(self._path.parent)
+
+    def _confirm_saved(self, purpose: str, kid: str, key: bytes) -> None:
+        """Read the keyring back through its path, as the next process will; the new key must
+        be there and active, or nothing may be migrated to it."""
+        assert self._path is not None
+        saved = Keyring(_read_json(self._path), self._path)
+        if saved._keys[purpose].get(kid) != key or saved._active[purpose] != kid:
+            raise OperationalError(
+                f"the new {purpose} key {kid} is not in {self._path} after writing it; nothing "
+                "was migrated. Check that the file (or its link target) is writable and retry"
+            )
+
+
+def _read_json(path: Path) -> Any:
+    """The parsed content of the keyring file at ``path`` (following links), checked: 0600."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise KeyringError(
+            f"no keyring at {path}; create one with 'breach-notify keys init'"
+        ) from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyringError(
+            f"keyring {path} is readable by group or others; fix with 'chmod 600 {path}'"
+        )
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise KeyringError(f"keyring {path} cannot be read as JSON; restore it") from None
+
+
+def _replace_through_links(path: Path, data: bytes) -> Path:
+    """Atomically replace the file ``path`` leads to (following every symlink, so a keyring kept
+    on a mounted volume and linked from the data dir stays a link), keeping a 0600 backup of
+    the old content next to it. Returns the backup's path.
+
+    Order: backup written and fsynced, new content in a temp file in the target's directory,
+    fsynced, renamed over the target, directory fsynced. A failure leaves the target as it was.
+    """
+    target = Path(os.path.realpath(path))
+    directory = target.parent
+    try:
+        old = target.read_bytes()
+        backup = _write_new(directory, f"{target.name}.bak-{_stamp()}", old)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(directory)
+    except OSError as exc:
+        raise OperationalError(
+            f"could not write the keyring {target} ({exc.strerror or type(exc).__name__}); "
+            "it is unchanged and nothing was migrated. Make its directory writable and retry"
+        ) from None
+    return backup
+
+
+def _write_new(directory: Path, name: str, data: bytes) -> Path:
+    """Create ``directory/name`` (0600, never overwriting), write ``data`` and fsync it."""
+    for n in range(100):
+        path = directory / (name if n == 0 else f"{name}-{n}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return path
+    raise FileExistsError(name)
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _new_key() -> str:
