@@ -114,13 +114,18 @@ def key_forms(keyring_path: Path) -> set[bytes]:
 
 
 def scan_keys(paths: Iterable[Path], keyring_path: Path, texts: Iterable[str] = ()) -> list[str]:
-    """Files (other than the keyring itself) and texts that hold any form of a key."""
+    """Files (other than the keyring itself and the backups ``keys rotate`` keeps beside it) and
+    texts that hold any form of a key."""
     forms = key_forms(keyring_path)
+    ring = keyring_path.resolve()
     hits: list[str] = []
     for root in paths:
         files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
         for f in files:
-            if f.resolve() == keyring_path.resolve():
+            real = f.resolve()
+            if real == ring or (
+                real.parent == ring.parent and real.name.startswith(f"{ring.name}.bak-")
+            ):
                 continue
             data = f.read_bytes()
             hits += [f"{f}: key material" for form in forms if form in data][:1]
