@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,93 @@ def test_ingest_without_keyring_is_exit_2(
     res = cli("ingest", str(path), "--breach", "x", "--json")
     assert res.code == 2 and "keys init" in res.json["error"]
     _no_plaintext(home, truth, cli)
+
+
+def test_markup_in_titles_is_shown_literally(
+    cli: Callable[..., Any], home: Path, tmp_path: Path
+) -> None:
+    f = tmp_path / "small.txt"
+    truth = write_facebook(f, 60, seed=3, regions=("GB",))
+    title = "[/x] [link=https://evil.example]x[/link] [bold]b"
+    assert cli("keys", "init").code == 0
+    res = cli("ingest", str(f), "--breach", "odd", "--title", title, "--k", "1", "--json")
+    assert res.code == 0, res.stderr
+    wide = {"COLUMNS": "300"}
+    for args in (("status",), ("breaches", "list"), ("breaches", "show", "odd")):
+        shown = cli(*args, env=wide)
+        assert shown.code == 0, (args, shown.stderr)
+        assert title in shown.stdout, args
+        assert "\x1b]8;" not in shown.stdout  # no hyperlink escape
+    assert cli("breaches", "list", "--json").json["breaches"][0]["title"] == title
+    _no_plaintext(home, truth, cli)
+
+
+def test_markdown_report_escapes_titles() -> None:
+    from breach_notify.store.report import markdown
+
+    title = "[click](https://evil.example) <img src=x> | ![i](y)"
+    summary = {
+        "breaches": [
+            {
+                "breach": "b_1",
+                "title": title,
+                "rows": 1,
+                "invalid": 0,
+                "duplicate": 0,
+                "distinct": 1,
+                "new": 1,
+                "k": 1,
+                "exposed": {},
+            }
+        ],
+        "notices": {},
+        "notices_total": 0,
+        "notice_k": 5,
+        "subscribers_total": 0,
+    }
+    text = markdown(summary, {})
+    row = next(line for line in text.splitlines() if "evil" in line)
+    # The title's Markdown punctuation is backslash-escaped: no link, image, HTML, and
+    # its '|' does not start a cell (8 cells between unescaped pipes).
+    escaped = r"\[click\]\(https://evil.example\) \<img src=x\> \| \!\[i\]\(y\)"
+    assert f"| {escaped} |" in row and row.startswith(r"| b\_1 |")
+    assert len(re.split(r"(?<!\\)\|", row)) == 10
+
+
+def test_titles_and_ids_with_a_phone_number_are_refused(
+    cli: Callable[..., Any], home: Path, dump: tuple[Path, Truth]
+) -> None:
+    path, truth = dump
+    assert cli("keys", "init").code == 0
+    cases = [
+        (("--breach", "fb", "--title", "Leak +44 7911 123456"), "--title"),
+        (("--breach", "fb", "--title", "07911 123456 leak"), "--title"),
+        (("--breach", "fb", "--title", "t" * 201), "at most 200 characters"),
+        (("--breach", "fb", "--title", "bell\x07"), "control characters"),
+        (("--breach", "fb-447911123456"), "breach id contains a phone number"),
+    ]
+    for args, named in cases:
+        res = cli("ingest", str(path), *args, "--json")
+        assert res.code == 2, (args, res.stderr)
+        assert res.stdout.count("\n") == 1 and named in res.json["error"], args
+        assert "7911" not in res.stdout + res.stderr
+    assert cli("breaches", "list", "--json").json == {"breaches": []}
+    texts = [t for r in cli.captured for t in (r.stdout, r.stderr)]  # type: ignore[attr-defined]
+    assert scan([home], ["+447911123456"], texts) == []
+    _no_plaintext(home, truth, cli)
+
+
+def test_breach_toml_title_with_a_phone_number_is_refused(tmp_path: Path) -> None:
+    from breach_notify.errors import BadInput
+    from breach_notify.ingest.inbox import read_folder
+
+    folder = tmp_path / "inbox" / "fb-gb"
+    folder.mkdir(parents=True)
+    (folder / "breach.toml").write_text(
+        'title = "Leak +44 7911 123456"\nformat = "facebook-2021"\n'
+    )
+    with pytest.raises(BadInput, match=r"breach\.toml: title") as info:
+        read_folder(folder)
+    assert "7911" not in str(info.value)
+    (folder / "breach.toml").write_text('title = "Leak (GB)"\nformat = "facebook-2021"\n')
+    assert read_folder(folder).title == "Leak (GB)"

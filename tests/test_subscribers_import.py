@@ -214,3 +214,22 @@ def test_consent_source_is_required(tmp_path: Path, run) -> None:  # type: ignor
     f.write_text("phone\n+447400123456\n")
     assert run("subscribers", "import", str(f), "--confirmed")[0] == 2
     assert run("subscribers", "import", str(f), "--confirmed", "--consent-source", "  ")[0] == 2
+
+
+def test_consent_source_with_a_phone_number_is_refused(tmp_path: Path, home: Path, run) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    f = tmp_path / "l.csv"
+    f.write_text("phone\n+447400123456\n")
+    for source, named in (
+        ("call-centre, caller +44 7911 123456", "contains a phone number"),
+        ("x" * 201, "at most 200"),
+    ):
+        code, out, err = run(
+            "subscribers", "import", str(f), "--confirmed", "--consent-source", source, "--json"
+        )
+        assert code == 2 and named in json.loads(out)["error"]
+        assert "7911" not in out + err
+    with _db(home) as c:
+        assert c.execute("SELECT count(*) FROM subscribers").fetchone() == (0,)
+    assert privacy.scan([home], [*NUMBERS, "+447911123456"], texts=run.outputs) == []

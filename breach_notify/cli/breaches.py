@@ -7,8 +7,9 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from breach_notify.cli.common import JsonOption, emit, keyring, out, settings
+from breach_notify.cli.common import JsonOption, cells, emit, keyring, out, settings
 from breach_notify.cli.progress import byte_bar
 from breach_notify.store.db import session
 
@@ -72,14 +73,16 @@ def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
         table.add_column(col)
     for b in rows:
         table.add_row(
-            b["breach"],
-            b["title"],
-            str(b["rows_read"]),
-            str(b["rows_invalid"]),
-            str(b["distinct_numbers"]),
-            str(b["k"]),
-            str(b["prefix_bits"]),
-            str(b["files"]),
+            *cells(
+                b["breach"],
+                b["title"],
+                b["rows_read"],
+                b["rows_invalid"],
+                b["distinct_numbers"],
+                b["k"],
+                b["prefix_bits"],
+                b["files"],
+            )
         )
     out.print(table)
 
@@ -102,7 +105,11 @@ def show(
 
 
 def _print(s: dict[str, Any]) -> None:
-    out.print(f"[bold]{s['breach']}[/bold] {s['title']} ({s['format']}, key {s['key_id']})")
+    out.print(
+        Text.assemble(
+            (str(s["breach"]), "bold"), f" {s['title']} ({s['format']}, key {s['key_id']})"
+        )
+    )
     out.print(
         f"rows read {s['rows_read']}, invalid {s['rows_invalid']}, duplicate "
         f"{s['rows_duplicate']}, distinct numbers {s['distinct_numbers']}"

@@ -9,13 +9,16 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from breach_notify import redact
 from breach_notify.crypto import Keyring
 from breach_notify.settings import Settings
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False)
+# Markup off: everything printed is literal, so a value such as a breach title holding "[/x]" or
+# "[link=…]" is shown as it is, never interpreted. Style with ``rich.text.Text`` instead.
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+out = Console(highlight=False, markup=False)
 
 JsonOption = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 
@@ -29,6 +32,11 @@ def settings(ctx: typer.Context) -> Settings:
 
 def keyring(ctx: typer.Context) -> Keyring:
     return Keyring.load(settings(ctx).keyring_path)
+
+
+def cells(*values: object) -> list[Text]:
+    """Table cells shown literally (no markup), whatever console renders them."""
+    return [Text(str(v)) for v in values]
 
 
 def emit(as_json: bool, payload: dict[str, Any], human: str | None = None) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from breach_notify.cli.common import JsonOption, emit, out, settings
+from breach_notify.cli.common import JsonOption, cells, emit, out, settings
 from breach_notify.store.db import session
 from breach_notify.store.status import snapshot
 
@@ -28,7 +28,7 @@ def _print(snap: dict[str, Any]) -> None:
         table.add_column(col)
     for b in snap["breaches"]:
         table.add_row(
-            b["breach"], b["title"], str(b["distinct_numbers"]), str(b["k"]), str(b["prefix_bits"])
+            *cells(b["breach"], b["title"], b["distinct_numbers"], b["k"], b["prefix_bits"])
         )
     out.print(table)
     out.print(

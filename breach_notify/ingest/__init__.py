@@ -27,6 +27,7 @@ from pathlib import Path
 import duckdb
 import phonenumbers
 
+from breach_notify import text_rules
 from breach_notify.crypto import Keyring, Pseudonymizer
 from breach_notify.errors import BadInput
 from breach_notify.ingest import duckdb_reader
@@ -84,6 +85,7 @@ def make_spec(
         raise BadInput(f"unknown region {default_region!r}; give a two-letter code such as GB")
     if k is not None and k < 1:
         raise BadInput("--k must be at least 1")
+    text_rules.check_breach(breach_id, title)
     if fmt == "facebook-2021" and phone_column:
         raise BadInput("--phone-column applies to --format csv only")
     settings.ensure_home()

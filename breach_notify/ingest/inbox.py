@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb
 
+from breach_notify import text_rules
 from breach_notify.errors import BadInput
 from breach_notify.ingest.formats import content_digest
 
@@ -69,6 +70,8 @@ def read_folder(folder: Path) -> BreachFolder:
     fmt = manifest.get("format")
     if not isinstance(title, str) or not title:
         raise BadInput(f"{folder / MANIFEST} needs a title")
+    text_rules.check_title(title, f"{folder / MANIFEST}: title")
+    text_rules.check_breach_id(folder.name, f"inbox folder {folder}")
     if fmt not in FORMATS:
         raise BadInput(f"{folder / MANIFEST}: format must be one of {', '.join(FORMATS)}")
     phone_column = manifest.get("phone_column")

@@ -7,6 +7,7 @@ as ``<k`` (``None`` in JSON).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import duckdb
@@ -88,16 +89,15 @@ def markdown(summary: dict[str, Any], stages: dict[str, Any]) -> str:
             "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         for b in summary["breaches"]:
-            title = str(b["title"]).replace("|", "\\|")
             lines.append(
-                f"| {b['breach']} | {title} | {b['rows']} | {b['invalid']} | {b['duplicate']} "
-                f"| {b['distinct']} | {b['new']} | {b['k']} |"
+                f"| {_md(b['breach'])} | {_md(b['title'])} | {b['rows']} | {b['invalid']} "
+                f"| {b['duplicate']} | {b['distinct']} | {b['new']} | {b['k']} |"
             )
         lines.append("")
         for b in summary["breaches"]:
             if b["exposed"]:
                 cells = ", ".join(f"{kind} {_cell(n, b['k'])}" for kind, n in b["exposed"].items())
-                lines.append(f"- **{b['breach']}** exposed: {cells}")
+                lines.append(f"- **{_md(b['breach'])}** exposed: {cells}")
         lines.append("")
     else:
         lines += ["No breaches yet.", ""]
@@ -110,6 +110,16 @@ def markdown(summary: dict[str, Any], stages: dict[str, Any]) -> str:
         lines.append(f"| {stage} | {_flat(counts)} |")
     lines += ["", f"Cells below k are shown as `<k` (notices: k = {k}). No number appears here."]
     return "\n".join(lines) + "\n"
+
+
+def _md(value: object) -> str:
+    """``value`` on one line as literal Markdown text: the characters that make emphasis, code,
+    links, images, HTML or a table cell break are backslash-escaped (CommonMark), others kept,
+    so ``fb-2021.fr`` reads as it is."""
+    return _MD_SPECIAL.sub(r"\\\g<0>", " ".join(str(value).split()))
+
+
+_MD_SPECIAL = re.compile(r"[\\`*_\[\]()<>!|{}#~]")
 
 
 def _flat(counts: Any) -> str:
@@ -132,19 +142,17 @@ def table(summary: dict[str, Any], stages: dict[str, Any]) -> Group:
     for b in summary["breaches"]:
         exposed = ", ".join(f"{kind} {_cell(n, b['k'])}" for kind, n in b["exposed"].items())
         breaches.add_row(
-            b["breach"],
-            str(b["rows"]),
-            str(b["invalid"]),
-            str(b["distinct"]),
-            str(b["new"]),
-            str(b["k"]),
-            exposed,
+            *(
+                Text(str(v))
+                for v in (b["breach"], b["rows"], b["invalid"], b["distinct"], b["new"], b["k"])
+            ),
+            Text(exposed),
         )
     run = Table(title="This run")
     run.add_column("stage")
     run.add_column("counts")
     for stage, counts in stages.items():
-        run.add_row(stage, _flat(counts))
+        run.add_row(Text(stage), Text(_flat(counts)))
     k = summary["notice_k"]
     notices = ", ".join(f"{s} {_cell(n, k)}" for s, n in summary["notices"].items()) or "none"
     return Group(breaches, run, Text(f"Notices: {summary['notices_total']} ({notices})"))

@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from breach_notify import redact
+from breach_notify import redact, text_rules
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput
 from breach_notify.notify.gateway import Gateway
@@ -112,6 +112,7 @@ def import_file(
 
     Note: an opted-out subscriber is never re-activated by an import, and counts as a duplicate.
     """
+    text_rules.check_consent_source(consent_source.strip())
     evidence = redact.redact(consent_source.strip())[:200]
     if not evidence:
         raise BadInput("--consent-source must say where the consent comes from")
