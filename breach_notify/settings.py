@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from breach_notify.errors import BadInput
+
 
 class Settings(BaseSettings):
     """Everything an operator may tune. Paths derive from ``home``."""
@@ -67,7 +69,25 @@ class Settings(BaseSettings):
     def tmp_dir(self) -> Path:
         return self.home / "tmp"
 
+    def check_home(self) -> None:
+        """Refuse (``BadInput``) a data dir that is, or lies under, something not a directory."""
+        for path in (self.home, *self.home.parents):
+            if path.exists():
+                if not path.is_dir():
+                    where = "is" if path == self.home else f"lies under {path}, which is"
+                    raise BadInput(
+                        f"--home (BREACH_NOTIFY_HOME) {self.home} {where} a file, not a "
+                        "directory; pass a directory (it is created if missing)"
+                    )
+                return
+
     def ensure_home(self) -> None:
         """Create the data dir (0700) and its temp dir."""
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.tmp_dir.mkdir(exist_ok=True, mode=0o700)
+        self.check_home()
+        for path in (self.home, self.tmp_dir):
+            try:
+                path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except (FileExistsError, NotADirectoryError):
+                raise BadInput(
+                    f"{path} is a file, not a directory; move it away or pass another --home"
+                ) from None

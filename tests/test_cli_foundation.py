@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -96,3 +97,40 @@ def test_files_written_by_commands_are_owner_only(cli, home: Path) -> None:  # t
     assert cli("status", "--json").code == 0
     for f in home.rglob("*"):
         assert stat.S_IMODE(f.stat().st_mode) & 0o077 == 0, f
+
+
+def test_keyring_that_is_a_fifo_is_exit_2_without_hanging(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    os.mkfifo(home / "keyring.json", 0o600)
+    for args in (("keys", "rotate", "--seal", "--json"), ("keys", "verify", "--json")):
+        res = cli(*args, timeout=60)
+        assert res.code == 2, res.stderr
+        assert "FIFO" in res.json["error"] and "--keyring" in res.json["error"]
+
+
+def test_home_that_is_a_file_is_exit_2_with_the_fix(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from support.flows import clean_env
+
+    afile = tmp_path / "not-a-dir"
+    afile.write_text("")
+    for home in (afile, afile / "below"):
+        for args in (("status", "--json"), ("keys", "init", "--json")):
+            res = subprocess.run(
+                [sys.executable, "-m", "breach_notify", "--home", str(home), *args],
+                capture_output=True,
+                text=True,
+                env=clean_env(),
+                timeout=60,
+                cwd=tmp_path,
+            )
+            assert res.returncode == 2, (home, args, res.stderr)
+            assert "not a directory; pass a directory" in json.loads(res.stdout)["error"]
+    assert afile.read_text() == ""
+
+
+def test_invalid_setting_is_exit_2_naming_it(cli) -> None:  # type: ignore[no-untyped-def]
+    res = cli("status", "--json", env={"BREACH_NOTIFY_THREADS": "many"})
+    assert res.code == 2 and "BREACH_NOTIFY_THREADS" in res.json["error"]
+    assert "many" not in res.stdout + res.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from breach_notify.crypto import Keyring, KeyringError
-from breach_notify.crypto.keyring import ENV_VAR
+from breach_notify.crypto.keyring import ENV_VAR, MAX_KEYRING_BYTES
 from breach_notify.errors import OperationalError
 
 
@@ -142,3 +142,65 @@ def test_failed_rotate_write_leaves_the_keyring_as_it_was(
         ring.rotate("seal")
     assert target.read_bytes() == before and link.is_symlink()
     assert not [p for p in target.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def _write_ring(path: Path, data: object) -> Path:
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+    os.chmod(path, 0o600)
+    return path
+
+
+@pytest.mark.parametrize("purpose,kid", [("pseudonym", "p1"), ("seal", "s1"), ("code", "c1")])
+def test_keyring_with_a_short_key_is_refused_naming_the_key(
+    tmp_path: Path, purpose: str, kid: str
+) -> None:
+    import base64
+
+    path = tmp_path / "keyring.json"
+    Keyring.create(path)
+    data = json.loads(path.read_text())
+    data[purpose]["keys"][kid] = base64.b64encode(b"k" * 16).decode()
+    _write_ring(path, data)
+    with pytest.raises(KeyringError, match=f"{purpose} key {kid} in the keyring is 16 bytes"):
+        Keyring.load(path)
+
+
+def test_keyring_with_a_malformed_key_id_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    Keyring.create(path)
+    data = json.loads(path.read_text())
+    data["seal"]["keys"]["s1x"] = data["seal"]["keys"]["s1"]
+    _write_ring(path, data)
+    with pytest.raises(KeyringError, match="not 's<number>'") as info:
+        Keyring.load(path)
+    assert "s1x" not in str(info.value)
+
+
+def test_deeply_nested_keyring_json_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nested = "[" * 200_000 + "]" * 200_000
+    with pytest.raises(KeyringError, match="cannot be read as JSON"):
+        Keyring.load(_write_ring(tmp_path / "keyring.json", nested))
+    monkeypatch.setenv(ENV_VAR, '{"a":' * 100_000 + "1" + "}" * 100_000)
+    with pytest.raises(KeyringError, match=f"{ENV_VAR} cannot be read as JSON"):
+        Keyring.load(tmp_path / "absent.json")
+
+
+def test_oversized_keyring_is_refused_before_reading(tmp_path: Path) -> None:
+    path = _write_ring(tmp_path / "keyring.json", " " * (MAX_KEYRING_BYTES + 1))
+    with pytest.raises(KeyringError, match="larger than"):
+        Keyring.load(path)
+
+
+def test_keyring_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "dir.json"
+    folder.mkdir(mode=0o700)
+    with pytest.raises(KeyringError, match="is a directory; point --keyring"):
+        Keyring.load(folder)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for path in (afile / "keyring.json", afile / "sub" / "keyring.json"):
+        with pytest.raises(KeyringError, match="a file is in the way"):
+            Keyring.create(path)
+    assert afile.read_text() == ""

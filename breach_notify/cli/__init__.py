@@ -9,12 +9,13 @@ import traceback
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from typer._click.exceptions import ClickException
 
 from breach_notify import redact
 from breach_notify.cli import breaches, keys, notices, pipeline, status, subscribers, webhooks
 from breach_notify.cli.common import err, setup_logging
-from breach_notify.errors import BreachNotifyError
+from breach_notify.errors import BadInput, BreachNotifyError
 from breach_notify.settings import Settings
 
 app = typer.Typer(
@@ -45,7 +46,15 @@ def _globals(
         overrides["home"] = home
     if keyring is not None:
         overrides["keyring"] = keyring
-    ctx.obj = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        ctx.obj = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        # Name the settings, not their values (pydantic's text quotes the input).
+        fields = ", ".join(
+            sorted({"BREACH_NOTIFY_" + str(e["loc"][0]).upper() for e in exc.errors() if e["loc"]})
+        )
+        raise BadInput(f"invalid setting(s) {fields or '?'}; fix their values") from None
+    ctx.obj.check_home()
     setup_logging(verbose)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import stat
 import tempfile
 from datetime import UTC, datetime
@@ -25,6 +26,10 @@ PURPOSES = ("pseudonym", "seal", "code")
 _PREFIX = {"pseudonym": "p", "seal": "s", "code": "c"}
 _FORMAT = "breach-notify-keyring/1"
 ENV_VAR = "BREACH_NOTIFY_KEYRING_JSON"
+KEY_BYTES = 32
+MAX_KEYRING_BYTES = 1 << 20
+"""A keyring holds a few hundred bytes per key version; anything beyond this is not one."""
+_KEY_ID = {p: re.compile(rf"{_PREFIX[p]}[1-9][0-9]{{0,8}}") for p in PURPOSES}
 
 
 class KeyringError(BadInput):
@@ -54,6 +59,19 @@ class Keyring:
             raise KeyringError(
                 "the keyring is malformed; restore it from backup (lost keys cannot be rebuilt)"
             ) from None
+        for purpose in PURPOSES:
+            for kid, key in self._keys[purpose].items():
+                if not _KEY_ID[purpose].fullmatch(kid):
+                    raise KeyringError(
+                        f"the keyring has a {purpose} key id that is not "
+                        f"'{_PREFIX[purpose]}<number>'; restore the keyring from backup"
+                    )
+                if len(key) != KEY_BYTES:
+                    raise KeyringError(
+                        f"{purpose} key {kid} in the keyring is {len(key)} bytes, not {KEY_BYTES}; "
+                        "keys are 32 random bytes, base64-encoded. Restore the keyring from "
+                        "backup, or create a new one with 'keys init' if nothing depends on it"
+                    )
 
     def __repr__(self) -> str:
         return f"Keyring(path={self._path!s}, key_ids={self.key_ids!r})"
@@ -81,10 +99,12 @@ class Keyring:
         """Load from ``BREACH_NOTIFY_KEYRING_JSON`` if set, else from ``path`` (must be 0600)."""
         env = os.environ.get(ENV_VAR)
         if env:
-            try:
-                return cls(json.loads(env), None)
-            except json.JSONDecodeError:
-                raise KeyringError(f"{ENV_VAR} is not valid JSON") from None
+            if len(env) > MAX_KEYRING_BYTES:
+                raise KeyringError(
+                    f"{ENV_VAR} is larger than {MAX_KEYRING_BYTES} bytes; set it to the content "
+                    "of the keyring file"
+                )
+            return cls(_parse(env, ENV_VAR), None)
         return cls(_read_json(path), path)
 
     # -- use ----------------------------------------------------------------------------------
@@ -154,12 +174,22 @@ class Keyring:
         if not exclusive:
             self._backup = _replace_through_links(self._path, self._serialise())
             return
-        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
+            self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
+            if self._path.parent.is_dir():
+                raise KeyringError(
+                    f"a keyring already exists at {self._path}; refusing to overwrite it"
+                ) from None
             raise KeyringError(
-                f"a keyring already exists at {self._path}; refusing to overwrite it"
+                f"cannot create the keyring {self._path}: a file is in the way of its directory; "
+                "pass --keyring (or --home) naming a path in a directory"
+            ) from None
+        except NotADirectoryError:
+            raise KeyringError(
+                f"cannot create the keyring {self._path}: a file is in the way of its directory; "
+                "pass --keyring (or --home) naming a path in a directory"
             ) from None
         with os.fdopen(fd, "wb") as fh:
             fh.write(self._serialise())
@@ -180,21 +210,70 @@ class Keyring:
 
 
 def _read_json(path: Path) -> Any:
-    """The parsed content of the keyring file at ``path`` (following links), checked: 0600."""
+    """The parsed content of the keyring file at ``path`` (following links), checked: a regular
+    file (a FIFO would block the read forever), owner-only, of a bounded size."""
     try:
         st = path.stat()
     except FileNotFoundError:
         raise KeyringError(
             f"no keyring at {path}; create one with 'breach-notify keys init'"
         ) from None
+    except OSError as exc:
+        raise KeyringError(
+            f"keyring {path} cannot be reached ({exc.strerror}); point --keyring "
+            "(BREACH_NOTIFY_KEYRING) at the keyring file"
+        ) from None
+    _check_file(path, st)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise KeyringError(f"keyring {path} cannot be opened ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        _check_file(path, os.fstat(fd))  # the file opened is the file checked
+        data = fh.read(MAX_KEYRING_BYTES + 1)
+    if len(data) > MAX_KEYRING_BYTES:
+        raise KeyringError(
+            f"keyring {path} is larger than {MAX_KEYRING_BYTES} bytes, so it is not a keyring; "
+            "point --keyring at the keyring file or restore it from backup"
+        )
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise KeyringError(f"keyring {path} cannot be read as JSON; restore it") from None
+    return _parse(text, f"keyring {path}")
+
+
+def _check_file(path: Path, st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _NOT_FILES if test(st.st_mode)), "not a regular file")
+        raise KeyringError(
+            f"keyring {path} is {kind}; point --keyring (BREACH_NOTIFY_KEYRING) at the keyring file"
+        )
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyringError(
             f"keyring {path} is readable by group or others; fix with 'chmod 600 {path}'"
         )
+    if st.st_size > MAX_KEYRING_BYTES:
+        raise KeyringError(
+            f"keyring {path} is larger than {MAX_KEYRING_BYTES} bytes, so it is not a keyring; "
+            "point --keyring at the keyring file or restore it from backup"
+        )
+
+
+_NOT_FILES = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe), not a file"),
+    (stat.S_ISSOCK, "a socket, not a file"),
+    (stat.S_ISCHR, "a device, not a file"),
+    (stat.S_ISBLK, "a device, not a file"),
+)
+
+
+def _parse(text: str, what: str) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise KeyringError(f"keyring {path} cannot be read as JSON; restore it") from None
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise KeyringError(f"{what} cannot be read as JSON; restore it") from None
 
 
 def _replace_through_links(path: Path, data: bytes) -> Path:
