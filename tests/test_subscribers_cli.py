@@ -38,7 +38,7 @@ def test_add_confirm_list_remove(home: Path, cli: Cli) -> None:
     assert cli("keys", "init").code == 0
     r = cli("subscribers", "add", GB_MOBILE, "--gateway", "dryrun://", "--json")
     assert r.code == 0, r.stderr
-    assert r.json == {"subscriber": "+44 74** ***456", "status": "pending"}
+    assert r.json["subscriber"] == "+44 74** ***456" and r.json["status"] == "requested"
     [code] = _codes(home)
     outbox = (home / "outbox" / "dryrun.jsonl").read_text()
     assert "+44 74** ***456" in outbox  # the dry-run outbox masks numbers
@@ -53,7 +53,7 @@ def test_add_confirm_list_remove(home: Path, cli: Cli) -> None:
     again = cli("subscribers", "add", GB_MOBILE, "--json")
     fresh = cli("subscribers", "add", GB_MOBILE_2, "--json")
     assert again.code == fresh.code == 0
-    assert again.json["status"] == fresh.json["status"] == "pending"
+    assert again.json["status"] == fresh.json["status"] == "requested"
     human_again = cli("subscribers", "add", GB_MOBILE).stdout.replace("+44 74** ***456", "N")
     human_fresh = cli("subscribers", "add", GB_MOBILE_2).stdout.replace("+44 74** ***457", "N")
     assert human_again == human_fresh
@@ -154,3 +154,32 @@ def test_webhooks_command_serves_signed_requests(home: Path, cli: Cli) -> None:
     assert cli("subscribers", "list", "--json").json["subscribers"][0]["status"] == "active"
     assert "inbound intent=confirm" in err
     _scan(home, cli, [out, err, *replies])
+
+
+def test_add_answers_the_same_whatever_the_state_of_the_number(home: Path, cli: Cli) -> None:
+    """New, pending, active, opted out and erased numbers get one answer, which claims no state:
+    'requested', and a text saying a code was sent if the number is new."""
+    assert cli("keys", "init").code == 0
+    numbers = {"new": GB_MOBILE, "pending": GB_MOBILE_2, "active": US_MOBILE}
+    assert cli("subscribers", "add", GB_MOBILE_2).code == 0
+    assert cli("subscribers", "add", US_MOBILE).code == 0
+    [_, code] = _codes(home)
+    assert cli("subscribers", "confirm", US_MOBILE, code).code == 0
+    answers = {}
+    for state, number in numbers.items():
+        as_json = cli("subscribers", "add", number, "--json")
+        human = cli("subscribers", "add", number)
+        assert as_json.code == human.code == 0, as_json.stderr
+        got = as_json.json
+        masked = got.pop("subscriber")
+        # (whitespace normalised: the terminal wraps masks of different lengths differently)
+        answers[state] = (got, " ".join(human.stdout.replace(masked, "N").split()))
+    assert cli("subscribers", "remove", US_MOBILE).code == 0
+    erased = cli("subscribers", "add", US_MOBILE, "--json").json
+    erased.pop("subscriber")
+    first = answers["new"]
+    for state, answer in answers.items():
+        assert answer == first, (state, answer, first)
+    assert first[0]["status"] == "requested" and erased == first[0]
+    assert "If this number is new" in first[0]["message"] and "If this number is new" in first[1]
+    _scan(home, cli)

@@ -49,13 +49,7 @@ def add(
             answer = optin.add(conn, ring, s, gw, e164, language=language)
     finally:
         gw.close()
-    emit(
-        as_json,
-        answer.as_dict(),
-        f"{answer.subscriber}: if this number can be subscribed, a confirmation code is on its"
-        " way (at most one a minute, three a day). Confirm with 'subscribers confirm' or a YES"
-        " reply.",
-    )
+    emit(as_json, answer.as_dict(), f"{answer.subscriber}: {answer.message}")
 
 
 @subscribers_app.command("confirm")

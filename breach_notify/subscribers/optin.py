@@ -24,13 +24,20 @@ from breach_notify.subscribers import codes, consent, events, registry, texts
 
 @dataclass(frozen=True)
 class AddAnswer:
-    """What a caller may show: identical for every prior state of the number."""
+    """What a caller may show: identical for every prior state of the number (new, pending,
+    active, opted out, erased, rate-limited), so it says that a request was received, not what
+    became of it."""
 
     subscriber: str  # the masked number
-    status: str = "pending"
+    status: str = "requested"
+    message: str = (
+        "request received. If this number is new (or not yet confirmed), a confirmation code "
+        "was sent to it (at most one a minute, three a day); confirm with 'subscribers confirm' "
+        "or a YES reply."
+    )
 
     def as_dict(self) -> dict[str, str]:
-        return {"subscriber": self.subscriber, "status": self.status}
+        return {"subscriber": self.subscriber, "status": self.status, "message": self.message}
 
 
 @dataclass(frozen=True)
