@@ -190,3 +190,10 @@ def deployments(settings: Settings, home: str, inbox: str | None, gateway: str) 
             concurrency_limit=1,
         ),
     ]
+
+
+def serve_schedules(settings: Settings, home: str, inbox: str | None, gateway: str) -> None:
+    """Serve :func:`deployments` from this process until interrupted (``prefect.serve``)."""
+    from prefect import serve
+
+    serve(*deployments(settings, home, inbox, gateway))

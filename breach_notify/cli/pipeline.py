@@ -152,7 +152,7 @@ def serve(
     Keyring.load(s.keyring_path)
     orchestration.load()
     from flows import prefect_env
-    from flows.serve import PrefectServer, deployments, healthy
+    from flows.serve import PrefectServer, healthy, serve_schedules
 
     prefect_env.apply(s)
 
@@ -167,14 +167,11 @@ def serve(
         err.print(f"starting a Prefect server on {server.api_url} (log: {server.log_path})")
         api = server.start()
         os.environ["PREFECT_API_URL"] = api
-        err.print(f"Prefect UI/API at {api} (started in {server.started_in:.1f}s)")
+        err.print(f"Prefect API at {api} (started in {server.started_in:.1f}s)")
     previous = signal.signal(signal.SIGTERM, _interrupt)  # stop the server on SIGTERM too
     try:
-        from prefect import serve as prefect_serve
-
         home = str(s.home.resolve())
-        deps = deployments(s, home, str(where.resolve()) if where else None, gateway or s.gateway)
-        prefect_serve(*deps)  # type: ignore[arg-type]
+        serve_schedules(s, home, str(where.resolve()) if where else None, gateway or s.gateway)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if server is not None:
