@@ -24,17 +24,28 @@ from breach_notify.settings import Settings
 
 LOGGING_CONFIG = Path(__file__).with_name("logging.yml")
 
+
+def forced_for(source_root: str) -> dict[str, str]:
+    """The forced values for a checkout at ``source_root`` (the directory that holds ``flows/``).
+
+    Only the logging config's path depends on where the source lives; the copies in ``infra/``
+    (image at ``/app``, ``prefect.yaml`` at ``{{ $BREACH_NOTIFY_SRC }}``) are checked against this
+    by ``tests/test_prefect_env_drift.py``.
+    """
+    return {
+        "PREFECT_TASKS_DEFAULT_NO_CACHE": "true",
+        "PREFECT_TASKS_DISABLE_CACHING": "true",
+        "PREFECT_TASKS_DEFAULT_PERSIST_RESULT": "false",
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+        "PREFECT_LOGGING_LOG_PRINTS": "false",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_LOGGING_SETTINGS_PATH": f"{source_root.rstrip('/')}/flows/logging.yml",
+    }
+
+
 # Values forced whatever the operator's environment says.
-FORCED: Mapping[str, str] = {
-    "PREFECT_TASKS_DEFAULT_NO_CACHE": "true",
-    "PREFECT_TASKS_DISABLE_CACHING": "true",
-    "PREFECT_TASKS_DEFAULT_PERSIST_RESULT": "false",
-    "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
-    "PREFECT_LOGGING_LOG_PRINTS": "false",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "PREFECT_LOGGING_SETTINGS_PATH": str(LOGGING_CONFIG),
-}
+FORCED: Mapping[str, str] = forced_for(str(LOGGING_CONFIG.parent.parent))
 
 # Values used unless the operator set them.
 DEFAULTS: Mapping[str, str] = {

@@ -31,6 +31,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether a TCP server could bind ``host:port`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def healthy(api_url: str, timeout: float = 2.0) -> bool:
     """Whether the Prefect API at ``api_url`` answers its health check."""
     try:
@@ -43,7 +53,9 @@ def healthy(api_url: str, timeout: float = 2.0) -> bool:
 class PrefectServer:
     """``prefect server start`` on loopback as a child process group. Use as a context manager.
 
-    Its output goes to ``HOME/prefect/server.log`` (through the redacting logging config).
+    Its environment is :func:`flows.prefect_env.environment` (telemetry off, no caching, the
+    redacting logging config) with ``PREFECT_HOME`` in the data dir. Its output goes to
+    ``HOME/prefect/server.log``. The web UI is served only with ``ui=True`` (``breach-notify ui``).
     """
 
     def __init__(
@@ -53,6 +65,7 @@ class PrefectServer:
         host: str = "127.0.0.1",
         port: int | None = None,
         env: dict[str, str] | None = None,
+        ui: bool = False,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("this helper binds loopback only; run a real deployment for more")
@@ -62,7 +75,7 @@ class PrefectServer:
         self.env = prefect_env.environment(settings, env)
         self.env.pop("PREFECT_API_URL", None)
         self.env["PREFECT_HOME"] = str(settings.prefect_home.resolve())
-        self.env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+        self.ui = ui
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = settings.prefect_home / "server.log"
         self.started_in: float | None = None
@@ -70,6 +83,10 @@ class PrefectServer:
     @property
     def api_url(self) -> str:
         return f"http://{self.host}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 120.0) -> str:
         """Start and wait until healthy; returns the API URL. Raises ``OperationalError``."""
@@ -87,7 +104,7 @@ class PrefectServer:
                     self.host,
                     "--port",
                     str(self.port),
-                    "--no-ui",
+                    *([] if self.ui else ["--no-ui"]),
                     "--analytics-off",
                 ],
                 env=self.env,
@@ -173,3 +190,10 @@ def deployments(settings: Settings, home: str, inbox: str | None, gateway: str) 
             concurrency_limit=1,
         ),
     ]
+
+
+def serve_schedules(settings: Settings, home: str, inbox: str | None, gateway: str) -> None:
+    """Serve :func:`deployments` from this process until interrupted (``prefect.serve``)."""
+    from prefect import serve
+
+    serve(*deployments(settings, home, inbox, gateway))

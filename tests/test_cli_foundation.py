@@ -60,6 +60,13 @@ def test_usage_errors_are_exit_2(cli) -> None:  # type: ignore[no-untyped-def]
         assert "error" in res.stderr.lower()
 
 
+def test_usage_error_quoting_a_number_is_redacted_in_one_json_object(cli) -> None:  # type: ignore[no-untyped-def]
+    res = cli("status", "+15555550123", "--json")
+    assert res.code == 2, res.stderr
+    assert res.json == {"error": "Got unexpected extra argument(s) ([redacted])", "exit_code": 2}
+    assert res.stdout.count("\n") == 1 and "5555550123" not in res.stdout + res.stderr
+
+
 def test_exposed_keyring_is_exit_2_with_fix(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
     cli("keys", "init")
     (home / "keyring.json").chmod(0o644)

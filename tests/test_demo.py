@@ -38,7 +38,7 @@ def test_demo_within_a_minute_and_leaves_no_number(tmp_path: Path) -> None:
     print(f"demo took {res.seconds:.1f}s")
     assert res.seconds < 60
     assert "Breaches" in res.stdout and "demo-fb-us" in res.stdout
-    assert "dryrun.jsonl" in res.stdout and "prefect server start" in res.stdout
+    assert "dryrun.jsonl" in res.stdout and f"--home {home} ui" in res.stdout
     outbox = home / "outbox" / "dryrun.jsonl"
     assert len(outbox.read_text().splitlines()) == truth.expected_notices
     assert not list(processes_under(home))  # the temporary server is gone: writing is over

@@ -1,5 +1,7 @@
-"""Deployments on a real Prefect server: ``prefect deploy`` from ``infra/prefect.yaml``, a process
-work pool and worker, a triggered ``pipeline`` run with the expected outcome."""
+"""Deployments on a real Prefect server: ``prefect deploy`` from the repository root with
+``infra/prefect.yaml`` (entrypoints ``flows/pipeline.py:<flow>``), a process work pool and a worker
+whose flow runs start in ``BREACH_NOTIFY_SRC``, a triggered ``pipeline`` run with the expected
+outcome."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from support.flows import REPO, api, prepared_home, processes_under, server_env,
 from support.privacy import scan
 
 from breach_notify.settings import Settings
+from flows import pipeline as flows_pipeline
+from flows import prefect_env
 from flows.serve import PrefectServer
 
 PREFECT_YAML = REPO / "infra" / "prefect.yaml"
@@ -31,8 +35,14 @@ def test_prefect_yaml_shape() -> None:
     assert deps["housekeeping-daily"]["schedules"][0]["cron"] == s.schedule_housekeeping_cron
     for d in deps.values():
         assert d["work_pool"]["name"] == "breach-notify"
-        assert d["entrypoint"].startswith("flows/pipeline.py:")
-        assert d["work_pool"]["job_variables"]["env"]["PREFECT_TASKS_DEFAULT_NO_CACHE"] == "true"
+        path, _, name = d["entrypoint"].partition(":")
+        assert path == "flows/pipeline.py" and (REPO / path).is_file()
+        assert getattr(flows_pipeline, name).name  # a Prefect flow of that module
+    # Flow runs start in the worker's source root, where the relative entrypoints resolve.
+    [step] = spec["pull"]
+    assert step["prefect.deployments.steps.set_working_directory"] == {
+        "directory": "{{ $BREACH_NOTIFY_SRC }}"
+    }
 
 
 def _prefect(
@@ -41,7 +51,7 @@ def _prefect(
     return subprocess.run(
         [sys.executable, "-m", "prefect", "--no-prompt", *args],
         env=env,
-        cwd=REPO,
+        cwd=REPO,  # `prefect deploy` from the repository root, as infra/README.md says
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -71,11 +81,19 @@ def test_deploy_and_run_pipeline_on_a_worker(tmp_path: Path, server: PrefectServ
     assert deployments["send-hourly"]["global_concurrency_limit"]["limit"] == 1
     crons = {n: [s["schedule"]["cron"] for s in d["schedules"]] for n, d in deployments.items()}
     assert crons["send-hourly"] == ["15 9-19 * * *"] and crons["pipeline"] == []
+    for d in deployments.values():
+        assert d["entrypoint"].startswith("flows/pipeline.py:")
+        # `prefect deploy` resolves {{ $BREACH_NOTIFY_SRC }} from its own environment.
+        assert d["pull_steps"] == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
+        ]
+        # The leak-proof environment, its logging config resolved to this checkout.
+        assert d["job_variables"]["env"] == prefect_env.forced_for(str(REPO))
 
     worker = subprocess.Popen(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", "breach-notify"],
         env=env,
-        cwd=tmp_path,
+        cwd=tmp_path,  # not the source root: the pull step moves each flow run there
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

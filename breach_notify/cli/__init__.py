@@ -1,4 +1,4 @@
-"""The ``breach-notify`` command line (see shared CLI.md for the contract)."""
+"""The ``breach-notify`` command line (the contract: docs/CLI.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 
 import typer
 from pydantic import ValidationError
-from typer._click.exceptions import ClickException
 
 from breach_notify import redact
 from breach_notify.cli import breaches, keys, notices, pipeline, status, subscribers, webhooks
@@ -63,6 +62,14 @@ for module in (keys, breaches, subscribers, notices, pipeline, webhooks, status)
 
 _GLOBAL_WITH_VALUE = ("--home", "--keyring")
 
+#: The parser's errors (unknown option, missing argument, bad value): exit 2. typer 0.2x vendors
+#: click and exports only ``BadParameter`` of that family; its base ``ClickException`` is taken from
+#: there, not from the private ``typer._click`` (the separate ``click`` distribution's classes are
+#: other classes and would not match).
+UsageFailure: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
 
 def _hoist_globals(argv: list[str]) -> list[str]:
     """Accept the global options anywhere (``ingest --home X``) by moving them to the front."""
@@ -102,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         err.print("aborted")
         code = 1
-    except ClickException as exc:
-        # Usage errors: click's text names the option, not the values of other arguments.
-        _fail(redact.redact(exc.format_message()), 2, as_json)
+    except UsageFailure as exc:
+        # Usage errors: the parser's text may quote an argument, so it is redacted too.
+        _fail(redact.redact(getattr(exc, "format_message", exc.__str__)()), 2, as_json)
         code = 2
     except BreachNotifyError as exc:
         _fail(redact.redact(str(exc)), exc.exit_code, as_json)

@@ -1,4 +1,4 @@
-"""``run``, ``serve`` and ``demo``: the stages through Prefect.
+"""``run``, ``serve``, ``demo`` and ``ui``: the stages through Prefect, and Prefect's UI.
 
 Prefect is imported only after :func:`flows.prefect_env.apply` (root ``flows/``) has set its
 environment (home inside the data dir, no caching, no persisted results, redaction, no telemetry).
@@ -152,7 +152,7 @@ def serve(
     Keyring.load(s.keyring_path)
     orchestration.load()
     from flows import prefect_env
-    from flows.serve import PrefectServer, deployments, healthy
+    from flows.serve import PrefectServer, healthy, serve_schedules
 
     prefect_env.apply(s)
 
@@ -167,14 +167,11 @@ def serve(
         err.print(f"starting a Prefect server on {server.api_url} (log: {server.log_path})")
         api = server.start()
         os.environ["PREFECT_API_URL"] = api
-        err.print(f"Prefect UI/API at {api} (started in {server.started_in:.1f}s)")
+        err.print(f"Prefect API at {api} (started in {server.started_in:.1f}s)")
     previous = signal.signal(signal.SIGTERM, _interrupt)  # stop the server on SIGTERM too
     try:
-        from prefect import serve as prefect_serve
-
         home = str(s.home.resolve())
-        deps = deployments(s, home, str(where.resolve()) if where else None, gateway or s.gateway)
-        prefect_serve(*deps)  # type: ignore[arg-type]
+        serve_schedules(s, home, str(where.resolve()) if where else None, gateway or s.gateway)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if server is not None:
@@ -184,6 +181,53 @@ def serve(
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def ui(
+    ctx: typer.Context,
+    port: int = typer.Option(4200, "--port", help="Port on 127.0.0.1 (0: any free port)."),
+) -> None:
+    """Prefect's UI over this data dir's runs (HOME/prefect) on 127.0.0.1 until Ctrl-C.
+
+    The server gets the same leak-proof environment as the flows (telemetry off, DO_NOT_TRACK).
+    Prints the URL on stdout.
+    """
+    s = settings(ctx)
+    if not 0 <= port <= 65535:
+        raise BadInput(f"--port {port} is not a TCP port; pass 1-65535, or 0 for any free port")
+    database = s.prefect_home / "prefect.db"
+    if not database.is_file():
+        raise BadInput(
+            f"no Prefect runs are recorded under {s.prefect_home} yet; run 'breach-notify "
+            f"--home {s.home} demo' or 'run' first, or point --home at the data dir that has them"
+        )
+    orchestration.load()
+    from flows.serve import PrefectServer, port_free
+
+    host = "127.0.0.1"
+    if port and not port_free(host, port):
+        raise OperationalError(
+            f"port {port} on {host} is in use (another Prefect server?); pass --port N, or "
+            "--port 0 for any free port"
+        )
+    if os.environ.get("PREFECT_API_URL"):
+        err.print("PREFECT_API_URL is set: that server has its own UI; this one shows HOME's runs")
+    server = PrefectServer(s, host=host, port=port or None, ui=True)
+    err.print(f"starting Prefect's UI over {s.prefect_home.resolve()} (log: {server.log_path})")
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.start()
+        out.print(server.ui_url, soft_wrap=True, markup=False)
+        err.print(f"started in {server.started_in:.1f}s; Ctrl-C stops it")
+        while server.process is not None and server.process.poll() is None:
+            time.sleep(0.5)
+        raise OperationalError(f"the Prefect server stopped on its own; see {server.log_path}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+        err.print("Prefect server stopped")
 
 
 def demo(ctx: typer.Context, as_json: bool = JsonOption) -> None:
@@ -196,18 +240,18 @@ def demo(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     result["subscribers_import"] = subscribers
     outbox = s.outbox_dir / "dryrun.jsonl"
     result["outbox"] = str(outbox)
-    bin_dir = Path(sys.executable).parent  # the venv's scripts, whether or not it is activated
+    command = Path(sys.executable).parent / "breach-notify"  # whether or not the venv is active
     where = (
         f"\nDry-run outbox (numbers masked): {outbox}\n"
-        f"Prefect runs: PREFECT_HOME={s.prefect_home.resolve()} {bin_dir / 'prefect'} server start "
-        "(then open http://127.0.0.1:4200)\n"
-        f"Counts any time: {bin_dir / 'breach-notify'} --home {s.home} status"
+        f"Prefect runs: {command} --home {s.home} ui (then open http://127.0.0.1:4200)\n"
+        f"Counts any time: {command} --home {s.home} status"
     )
     _emit_run(as_json, result, where)
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``run``, ``serve`` and ``demo``."""
+    """Add ``run``, ``serve``, ``demo`` and ``ui``."""
     app.command("run")(run)
     app.command("serve")(serve)
     app.command("demo")(demo)
+    app.command("ui")(ui)
