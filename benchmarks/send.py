@@ -75,7 +75,8 @@ def build(settings: Settings, ring: Keyring, subscribers: int, breach: int) -> t
             [pseudo.key_id, breach],
         )
         conn.execute(
-            "INSERT INTO breach_pseudonyms SELECT 'bench', pseudonym, kinds FROM members_in"
+            "INSERT INTO breach_pseudonyms (breach_id, pseudonym, kinds, prefix)"
+            " SELECT 'bench', pseudonym, kinds, pseudonym[1:4]::BIT::UINTEGER FROM members_in"
         )
         started = time.perf_counter()
         report = match(conn)
