@@ -1,4 +1,4 @@
-"""``notify.delivery.record_delivery`` directly: monotonic, idempotent, order-independent."""
+"""``notify.outbox.record_delivery`` directly: monotonic, idempotent, order-independent."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from support.subscribers import add_notice, notice_state
 
-from breach_notify.notify.delivery import record_delivery
+from breach_notify.notify.outbox import record_delivery
 from breach_notify.settings import Settings
 from breach_notify.store.db import connect
 

@@ -64,6 +64,31 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
     conn.execute("COMMIT")
 
 
+class LazyConnection:
+    """A connection opened on first use, closed before any wait (see the module's docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self.opened_at = 0.0
+
+    def get(self) -> duckdb.DuckDBPyConnection:
+        """The open connection, opening (and migrating) the store if needed."""
+        if self._conn is None:
+            self._conn = connect(self.settings)
+            self.opened_at = time.monotonic()
+        return self._conn
+
+    def held_for(self) -> float:
+        """Seconds since the store was opened; 0 while closed."""
+        return time.monotonic() - self.opened_at if self._conn is not None else 0.0
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 @contextmanager
 def session(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection closed on exit."""

@@ -14,7 +14,8 @@ PENDING_TTL = timedelta(hours=24)
 def expire_pending(conn: duckdb.DuckDBPyConnection, now: datetime) -> int:
     """Remove pending subscribers whose last code (or creation) is over 24 h old.
 
-    The row, its pseudonyms and codes are deleted; an ``expired`` event is the tombstone.
+    The row, its pseudonyms and codes are deleted; an ``expired`` event is the tombstone. A
+    pending subscriber has no notices (match takes active subscribers only), so none is touched.
     """
     cutoff = now - PENDING_TTL
     with events.atomic(conn):
@@ -34,11 +35,6 @@ def expire_pending(conn: duckdb.DuckDBPyConnection, now: datetime) -> int:
             )
             conn.execute(
                 "DELETE FROM confirmation_codes WHERE subscriber_id IN (SELECT unnest(?))", [ids]
-            )
-            conn.execute(
-                "UPDATE notices SET state = 'suppressed', updated_at = ?"
-                " WHERE subscriber_id IN (SELECT unnest(?)) AND state = 'pending'",
-                [now, ids],
             )
             conn.execute("DELETE FROM subscribers WHERE id IN (SELECT unnest(?))", [ids])
             conn.executemany(
