@@ -21,10 +21,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from breach_notify.crypto import Keyring
-from breach_notify.notify.gateway import open_gateway
 from breach_notify.notify.match import match
 from breach_notify.notify.sender import send
 from breach_notify.settings import Settings
+from breach_notify.sms.gateway import open_gateway
 from breach_notify.store import db
 
 TARGET_SEND_PER_S = 2000.0

@@ -14,14 +14,14 @@ from support.privacy import scan
 from support.sender import World, add_breach, add_subscriber, build, numbers, set_status
 
 from breach_notify.crypto import Keyring
-from breach_notify.notify.errors import AccountError
-from breach_notify.notify.gateway import Gateway, Message, SendResult, SentRecord, open_gateway
-from breach_notify.notify.gateways.memory import MemoryGateway
 from breach_notify.notify.match import match
 from breach_notify.notify.sender import send
 from breach_notify.notify.throttle import Backoff, TokenBucket
 from breach_notify.numbers import E164
 from breach_notify.settings import Settings
+from breach_notify.sms.errors import AccountError
+from breach_notify.sms.gateway import Gateway, Message, SendResult, SentRecord, open_gateway
+from breach_notify.sms.gateways.memory import MemoryGateway
 from breach_notify.store import db
 
 FAST = Backoff(attempts=4, base=0.01, cap=0.05)

@@ -21,11 +21,11 @@ from support.subscribers import (
 from breach_notify.crypto import Keyring, Sealed
 from breach_notify.errors import BadInput
 from breach_notify.notify import outbox
-from breach_notify.notify.errors import TransientError
-from breach_notify.notify.gateway import Message, SendResult
-from breach_notify.notify.gateways.memory import MemoryGateway
 from breach_notify.numbers import parse_number
 from breach_notify.settings import Settings
+from breach_notify.sms.errors import TransientError
+from breach_notify.sms.gateway import Message, SendResult
+from breach_notify.sms.gateways.memory import MemoryGateway
 from breach_notify.store.db import connect, transaction
 from breach_notify.subscribers import (
     codes,

@@ -39,8 +39,8 @@ def send_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Work the outbox: reconcile interrupted sends, then send pending notices."""
-    from breach_notify.notify.gateway import open_gateway
     from breach_notify.notify.sender import send
+    from breach_notify.sms.gateway import open_gateway
 
     if rate is not None and rate <= 0:
         raise BadInput("--rate must be a positive number of segments per second")

@@ -11,9 +11,9 @@ from breach_notify.cli.common import JsonOption, emit, keyring, settings
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput
 from breach_notify.notify import outbox
-from breach_notify.notify.gateway import Gateway, open_gateway
 from breach_notify.numbers import E164, mask, parse_number
 from breach_notify.settings import Settings
+from breach_notify.sms.gateway import Gateway, open_gateway
 from breach_notify.store.db import session, transaction
 from breach_notify.subscribers import events, importer, optin, registry
 

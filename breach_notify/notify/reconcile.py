@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 import duckdb
 
 from breach_notify.notify import outbox
-from breach_notify.notify.errors import GatewayError
-from breach_notify.notify.gateway import Gateway, NoticeLookup, SentRecord
 from breach_notify.numbers import E164
+from breach_notify.sms.errors import GatewayError
+from breach_notify.sms.gateway import Gateway, NoticeLookup, SentRecord
 from breach_notify.store.db import LazyConnection
 
 log = logging.getLogger(__name__)

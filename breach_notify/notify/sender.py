@@ -32,18 +32,18 @@ import duckdb
 
 from breach_notify.crypto import InvalidToken, Keyring, Sealed, Sealer
 from breach_notify.notify import outbox, quiet, reconcile
-from breach_notify.notify.errors import (
+from breach_notify.notify.templates import Rendered, TemplateConfig, render
+from breach_notify.notify.throttle import Backoff, TokenBucket
+from breach_notify.numbers import E164
+from breach_notify.settings import Settings
+from breach_notify.sms.errors import (
     AccountError,
     GatewayError,
     PermanentError,
     RecipientOptedOut,
     TransientError,
 )
-from breach_notify.notify.gateway import Gateway, Message, SendResult, SentRecord
-from breach_notify.notify.templates import Rendered, TemplateConfig, render
-from breach_notify.notify.throttle import Backoff, TokenBucket
-from breach_notify.numbers import E164
-from breach_notify.settings import Settings
+from breach_notify.sms.gateway import Gateway, Message, SendResult, SentRecord
 from breach_notify.store import db
 from breach_notify.subscribers import consent, spool
 

@@ -26,7 +26,10 @@ from twilio.http.response import Response
 from twilio.rest import Client
 from urllib3.util.retry import Retry
 
-from breach_notify.notify.errors import (
+from breach_notify.numbers import E164
+from breach_notify.redact import RedactingFilter
+from breach_notify.settings import Settings
+from breach_notify.sms.errors import (
     AccountError,
     BadGatewayURL,
     GatewayError,
@@ -34,10 +37,7 @@ from breach_notify.notify.errors import (
     RecipientOptedOut,
     TransientError,
 )
-from breach_notify.notify.gateway import Message, SendResult, SentRecord, validate
-from breach_notify.numbers import E164
-from breach_notify.redact import RedactingFilter
-from breach_notify.settings import Settings
+from breach_notify.sms.gateway import Message, SendResult, SentRecord, validate
 
 DEFAULT_TIMEOUT = 10.0
 LOOKUP_SKEW = timedelta(minutes=2)  # clock difference tolerated between us and Twilio
@@ -90,7 +90,7 @@ PERMANENT = frozenset(
     }
 )
 
-_sdk_log = logging.getLogger("breach_notify.notify.twilio.sdk")
+_sdk_log = logging.getLogger("breach_notify.sms.twilio.sdk")
 _sdk_log.addHandler(logging.NullHandler())
 _sdk_log.propagate = False
 _sdk_log.setLevel(logging.CRITICAL)
