@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from breach_notify.subscribers import erasure, events
+from breach_notify.store.db import transaction
+from breach_notify.subscribers import erasure
 
 # Provider status (a callback's or a lookup's) → notice state.
 PROVIDER_STATES = {
@@ -239,6 +240,6 @@ def erase(
     Returns how many unsent notices were suppressed.
     """
     now = now or datetime.now(UTC)
-    with events.atomic(conn):
+    with transaction(conn):
         erasure.erase(conn, subscriber_id, source, now)
         return cancel_unsent(conn, subscriber_id, now)

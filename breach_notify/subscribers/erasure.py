@@ -11,6 +11,7 @@ from datetime import datetime
 
 import duckdb
 
+from breach_notify.store.db import transaction
 from breach_notify.subscribers import codes, events, pseudonyms
 
 
@@ -19,7 +20,7 @@ def erase(
 ) -> None:
     """Erase one subscriber's number, pseudonyms and codes; record the ``erased`` event."""
     now = now or events.utcnow()
-    with events.atomic(conn):
+    with transaction(conn):
         conn.execute(
             "UPDATE subscribers SET status = 'erased', pseudonym = NULL, pseudonym_key_id = NULL,"
             " sealed = NULL, seal_key_id = NULL, consent_source = NULL, updated_at = ?"

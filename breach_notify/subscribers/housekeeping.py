@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 
+from breach_notify.store.db import transaction
 from breach_notify.subscribers import codes, events
 
 PENDING_TTL = timedelta(hours=24)
@@ -18,7 +19,7 @@ def expire_pending(conn: duckdb.DuckDBPyConnection, now: datetime) -> int:
     pending subscriber has no notices (match takes active subscribers only), so none is touched.
     """
     cutoff = now - PENDING_TTL
-    with events.atomic(conn):
+    with transaction(conn):
         ids = [
             str(r[0])
             for r in conn.execute(
@@ -49,6 +50,6 @@ def run(conn: duckdb.DuckDBPyConnection, now: datetime | None = None) -> dict[st
     """Both clean-ups; counts only."""
     now = now or events.utcnow()
     expired = expire_pending(conn, now)
-    with events.atomic(conn):
+    with transaction(conn):
         purged = codes.purge(conn, now)
     return {"pending_expired": expired, "codes_purged": purged}
