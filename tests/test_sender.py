@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from support.sender import World, add_breach, add_subscriber, build, numbers, se
 from breach_notify.crypto import Keyring
 from breach_notify.notify.match import match
 from breach_notify.notify.sender import send
+from breach_notify.notify.templates import TemplateConfig, render
 from breach_notify.notify.throttle import Backoff, TokenBucket
 from breach_notify.numbers import E164
 from breach_notify.settings import Settings
@@ -386,6 +387,32 @@ def test_timeout_after_acceptance_is_reconciled_in_run(world: World, fake: FakeT
     report = _run(world, gw)
     assert report["sent"] == len(world.expected) and report["in_doubt"] == 0
     _ledger_exactly_once(fake, world.expected)
+
+
+def test_an_older_message_with_the_same_text_is_not_taken_for_a_dropped_request(
+    world: World, fake: FakeTwilio
+) -> None:
+    """A request dropped unsent is looked up once, over ``LOOKUP_SKEW`` before it: a message with
+    the same text sent to the same number 3 minutes earlier is not this notice's."""
+    with db.session(world.settings) as conn:
+        nid, sid, language, kinds, title = conn.execute(
+            "SELECT n.id, n.subscriber_id, s.language, n.kinds, b.title FROM notices n"
+            " JOIN subscribers s ON s.id = n.subscriber_id JOIN breaches b ON b.id = n.breach_id"
+            " WHERE s.status = 'active' ORDER BY n.created_at, n.id LIMIT 1"
+        ).fetchone()
+    number = next(n for n, s in world.subs.items() if s == sid)
+    body = render(language, title, kinds, TemplateConfig.from_settings(world.settings)).text
+    gw = open_gateway(fake.gateway_url(), world.settings)
+    earlier = gw.send(Message(E164(number), body))  # e.g. by a second install, 3 minutes ago
+    at = fake.ledger[0]["date_sent"] - timedelta(minutes=3)
+    fake.ledger[0].update(date_created=at, date_sent=at)
+    fake.script(Fault(drop=True))  # the first request of the run: dropped, nothing created
+    report = _run(world, gw)
+    assert report["sent"] == len(world.expected) and report["in_doubt"] == 0
+    assert fake.recipients()[number] == 2  # the earlier message, and this notice's own
+    with db.session(world.settings) as conn:
+        row = conn.execute("SELECT state, gateway_id FROM notices WHERE id = ?", [nid]).fetchone()
+    assert row is not None and row[0] == "sent" and row[1] != earlier.gateway_id
 
 
 def test_sender_never_moves_a_notice_backwards(world: World, memory: MemoryGateway) -> None:

@@ -28,6 +28,7 @@ from breach_notify.store.db import LazyConnection
 
 log = logging.getLogger(__name__)
 
+# How far the gateway's clock may be behind ours: a lookup starts this long before the attempt.
 LOOKUP_SKEW = timedelta(minutes=2)
 
 # Opens a subscriber's number: (subscriber id, sealed blob, seal key id) → number or None.
@@ -95,25 +96,28 @@ def find_sent(
     gateway: Gateway,
     notice_id: str,
     to: E164 | None,
-    since: datetime | None,
+    attempted_at: datetime | None,
     body: str,
     taken: Iterable[str] = (),
 ) -> SentRecord | bool | None:
     """The gateway's record of this notice; False when surely not sent; None when unknown.
 
-    ``taken`` holds gateway ids sent in this run but not yet recorded in the store.
+    ``attempted_at`` is when the request started (our clock); messages created more than
+    ``LOOKUP_SKEW`` before it are not this notice's. ``taken`` holds gateway ids sent in this run
+    but not yet recorded in the store.
     """
     if isinstance(gateway, NoticeLookup):
         rec = gateway.sent_notice(notice_id)
         return rec if rec is not None else False
-    if to is None or since is None:
+    if to is None or attempted_at is None:
         return None
+    since = attempted_at - LOOKUP_SKEW
     records = gateway.lookup(to, since)
     if records is None:
         return None
     taken = set(taken)
     for rec in sorted(records, key=lambda r: r.created_at):
-        if rec.created_at < since - LOOKUP_SKEW:
+        if rec.created_at < since:
             continue
         if rec.body is not None and rec.body != body:
             continue

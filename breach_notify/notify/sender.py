@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -381,7 +381,8 @@ class _Run:
                 self._record(sent, failed, opted, doubt, unsent)
                 raise
             except TransientError as exc:
-                outcome = self._after_transient(it, exc, (r.gateway_id for _, r in sent))
+                began = utcnow() - timedelta(seconds=time.monotonic() - t0)
+                outcome = self._after_transient(it, exc, began, (r.gateway_id for _, r in sent))
                 if isinstance(outcome, SendResult):
                     queue.popleft()
                     sent.append((it, outcome))
@@ -407,15 +408,15 @@ class _Run:
         return pause
 
     def _after_transient(
-        self, it: _Item, exc: TransientError, taken: Iterable[str]
+        self, it: _Item, exc: TransientError, began: datetime, taken: Iterable[str]
     ) -> SendResult | bool | None:
-        """A request that may have reached the gateway is looked up before any retry."""
+        """A request (started at ``began``) that may have reached the gateway is looked up
+        before any retry."""
         if not exc.maybe_sent:
             return False
         try:
-            since = utcnow() - reconcile.LOOKUP_SKEW
             found = reconcile.find_sent(
-                self.store.get(), self.gateway, it.id, it.to, since, it.body, taken
+                self.store.get(), self.gateway, it.id, it.to, began, it.body, taken
             )
         except GatewayError:
             return None

@@ -51,7 +51,11 @@ class SentRecord:
 
 @runtime_checkable
 class Gateway(Protocol):
-    """``send`` is the whole contract; ``lookup`` returns None when the gateway cannot tell."""
+    """``send`` is the whole contract.
+
+    ``lookup(to, since)`` lists the messages to ``to`` created at or after ``since``, taken as
+    given (the caller allows for clock skew), or returns None when the gateway cannot tell.
+    """
 
     name: str
 

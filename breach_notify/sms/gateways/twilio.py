@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -40,7 +40,6 @@ from breach_notify.sms.errors import (
 from breach_notify.sms.gateway import Message, SendResult, SentRecord, validate
 
 DEFAULT_TIMEOUT = 10.0
-LOOKUP_SKEW = timedelta(minutes=2)  # clock difference tolerated between us and Twilio
 
 # Twilio error codes (https://www.twilio.com/docs/api/errors), one table.
 OPTED_OUT = frozenset({21610})
@@ -257,7 +256,7 @@ class TwilioGateway:
 
     def lookup(self, to: E164, since: datetime) -> list[SentRecord]:
         """Messages to ``to`` sent since ``since`` (``To`` and ``DateSent>`` filters)."""
-        after = (since.astimezone(UTC) - LOOKUP_SKEW).replace(microsecond=0)
+        after = since.astimezone(UTC).replace(microsecond=0)
         try:
             found = self._client.messages.list(to=to.value, date_sent_after=after, limit=200)
         except Exception as exc:
