@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from support.privacy import scan
 from support.sender import World, add_breach, add_subscriber, build, numbers, set_status
 
 from breach_notify.crypto import Keyring
+from breach_notify.notify import outbox
 from breach_notify.notify.match import match
 from breach_notify.notify.sender import send
 from breach_notify.notify.templates import TemplateConfig, render
@@ -447,6 +449,52 @@ def test_send_command_dryrun(world: World, cli) -> None:  # type: ignore[no-unty
     assert bad.code == 2
     texts = [r.stdout + r.stderr for r in cli.captured]
     assert scan([world.settings.home], world.numbers, texts) == []
+
+
+def test_notices_whose_number_does_not_open_are_kept_named_and_retried(
+    world: World,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """A seal key missing from the keyring: not ``suppressed`` but ``undecryptable``, a loud
+    error naming the key and the count, exit 1; sent once the key is back."""
+    home = world.settings.home
+    shutil.copy(home / "keyring.json", home / "keyring-s1.json")  # the backup lacks s2
+    rotated = cli("keys", "rotate", "--seal", "--json")
+    assert rotated.code == 0 and rotated.json["active"] == "s2", rotated.stderr
+    n = len(world.expected)
+    old = ("--keyring", str(home / "keyring-s1.json"))
+    res = cli(*old, "send", "--gateway", "dryrun://", "--ignore-quiet-hours", "--json")
+    assert res.code == 1
+    assert res.json["undecryptable"] == n and res.json["sent"] == 0
+    assert res.json["suppressed"] == 0
+    assert f"{n} notice(s) not sent" in res.stderr and "'s2', which is not in" in res.stderr
+    assert world.states() == {"undecryptable": n}
+    again = cli(*old, "send", "--gateway", "dryrun://", "--ignore-quiet-hours", "--json")
+    assert again.code == 1 and again.json["undecryptable"] == n  # still loud, nothing lost
+    res = cli("send", "--gateway", "dryrun://", "--ignore-quiet-hours", "--json")
+    assert res.code == 0, res.stderr
+    assert res.json["sent"] == n and res.json["undecryptable"] == 0
+    assert world.states() == {"sent": n}
+    texts = [r.stdout + r.stderr for r in cli.captured]
+    assert scan([home], world.numbers, texts) == []
+
+
+def test_a_replaced_seal_key_is_named_and_its_notices_wait(
+    world: World, memory: MemoryGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = Keyring.create(world.settings.home / "other-keyring.json")  # s1, other bytes
+    report = send(world.settings, other, memory, ignore_quiet_hours=True, backoff=FAST)
+    n = len(world.expected)
+    assert (report.sent, report.suppressed, report.undecryptable) == (0, 0, n)
+    assert report.undecryptable_keys == {"s1": n}
+    assert "which the keyring holds with different bytes" in caplog.text
+    assert world.states() == {"undecryptable": n}
+    with db.session(world.settings) as conn:
+        assert outbox.retry_undecryptable(conn, other) == 0  # still does not open
+        assert outbox.retry_undecryptable(conn, world.keyring) == n
+    assert world.states() == {"pending": n}
+    report = send(world.settings, world.keyring, memory, ignore_quiet_hours=True, backoff=FAST)
+    assert (report.sent, report.undecryptable) == (n, 0)
 
 
 def test_quiet_window_rules() -> None:

@@ -4,7 +4,9 @@ A notice is ``pending`` → ``sending`` (claimed, committed *before* the request
 the gateway's id) → ``delivered | undelivered | failed`` (the gateway's callbacks). Besides:
 ``failed`` (a permanent error), ``suppressed`` (opted out or erased before sending), ``in_doubt``
 (a crash between request and record, and the gateway cannot tell; back to ``pending`` only when
-the operator accepts a possible duplicate). A quiet-hours deferral leaves a notice ``pending``.
+the operator accepts a possible duplicate), ``undecryptable`` (the number did not open: its seal
+key is missing or wrong; back to ``pending`` once it opens). A quiet-hours deferral leaves a
+notice ``pending``. The schema's CHECK (migration 005) lists the same states as :data:`STATES`.
 
 Delivery callbacks arrive more than once and out of order, so from ``sending`` on a notice only
 moves forward along :data:`RANK`; a repeated or late callback changes nothing. Every function
@@ -18,9 +20,21 @@ from datetime import UTC, datetime
 
 import duckdb
 
+from breach_notify.crypto import InvalidToken, Keyring, Sealed
 from breach_notify.store.db import transaction
 from breach_notify.subscribers import erasure
 
+STATES = (
+    "pending",
+    "sending",
+    "sent",
+    "delivered",
+    "undelivered",
+    "failed",
+    "suppressed",
+    "in_doubt",
+    "undecryptable",
+)
 # Provider status (a callback's or a lookup's) → notice state.
 PROVIDER_STATES = {
     "accepted": "sent",
@@ -38,7 +52,7 @@ PROVIDER_STATES = {
 # gateway's reports.
 RANK = {"sending": 0, "in_doubt": 0, "sent": 1, "undelivered": 2, "failed": 2, "delivered": 3}
 _RANK_SQL = "CASE state " + " ".join(f"WHEN '{s}' THEN {r}" for s, r in RANK.items()) + " END"
-UNSENT = ("pending", "sending", "in_doubt")
+UNSENT = ("pending", "sending", "in_doubt", "undecryptable")
 OPTED_OUT_CODE = "21610"
 
 _IDS = "id IN (SELECT unnest($ids::VARCHAR[]))"
@@ -172,6 +186,59 @@ def release_in_doubt(conn: duckdb.DuckDBPyConnection) -> int:
     )
 
 
+def mark_undecryptable(conn: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> int:
+    """``pending`` → ``undecryptable``: the subscriber's number did not open; how many changed."""
+    if not ids:
+        return 0
+    return _changed(
+        conn.execute(
+            f"UPDATE notices SET state = 'undecryptable', updated_at = now()"
+            f" WHERE {_IDS} AND state = 'pending'",
+            {"ids": list(ids)},
+        )
+    )
+
+
+def retry_undecryptable(conn: duckdb.DuckDBPyConnection, keyring: Keyring) -> int:
+    """``undecryptable`` → ``pending`` for every notice whose number opens with ``keyring`` now,
+    or that no longer needs opening (its subscriber is not active or was erased: the sender then
+    suppresses it). Returns how many. Call it once the seal key is back (``send`` does, first)."""
+    rows = conn.execute(
+        "SELECT DISTINCT n.subscriber_id, s.status, s.sealed, s.seal_key_id FROM notices n"
+        " LEFT JOIN subscribers s ON s.id = n.subscriber_id WHERE n.state = 'undecryptable'"
+    ).fetchall()
+    if not rows:
+        return 0
+    sealer = keyring.sealer()
+    ready: list[str] = []
+    for sid, status, sealed, key_id in rows:
+        if status == "active" and sealed is not None and key_id is not None:
+            try:
+                sealer.open(Sealed(str(key_id), bytes(sealed)), str(sid))
+            except InvalidToken:
+                continue
+        ready.append(str(sid))
+    if not ready:
+        return 0
+    return _changed(
+        conn.execute(
+            "UPDATE notices SET state = 'pending', updated_at = now() WHERE state = 'undecryptable'"
+            " AND subscriber_id IN (SELECT unnest($ids::VARCHAR[]))",
+            {"ids": ready},
+        )
+    )
+
+
+def undecryptable_by_key(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Seal key id → how many ``undecryptable`` notices wait for it."""
+    rows = conn.execute(
+        "SELECT coalesce(s.seal_key_id, '?'), count(*) FROM notices n"
+        " LEFT JOIN subscribers s ON s.id = n.subscriber_id WHERE n.state = 'undecryptable'"
+        " GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    return {str(kid): int(n) for kid, n in rows}
+
+
 def left(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """How many notices are still ``pending``, ``in_doubt`` or ``sending`` (only those present)."""
     rows = conn.execute(
@@ -223,7 +290,7 @@ def subscriber_of(conn: duckdb.DuckDBPyConnection, gateway_id: str) -> str | Non
 
 
 def cancel_unsent(conn: duckdb.DuckDBPyConnection, subscriber_id: str, now: datetime) -> int:
-    """``pending | sending | in_doubt`` → ``suppressed`` for one subscriber; how many."""
+    """``pending | sending | in_doubt | undecryptable`` → ``suppressed`` for one subscriber."""
     rows = conn.execute(
         "UPDATE notices SET state = 'suppressed', updated_at = ?"
         " WHERE subscriber_id = ? AND state IN (SELECT unnest(?::VARCHAR[])) RETURNING id",

@@ -61,18 +61,22 @@ def utcnow() -> datetime:
 
 @dataclass
 class SendReport:
-    """Counts for this run. ``in_doubt`` counts notices that became in doubt in this run."""
+    """Counts for this run. ``in_doubt`` counts notices that became in doubt in this run;
+    ``undecryptable`` the notices waiting for their seal key after it (``undecryptable_keys``: by
+    key id), whether this run or an earlier one found their number would not open."""
 
     sent: int = 0
     failed: int = 0
     deferred: int = 0
     suppressed: int = 0
     in_doubt: int = 0
+    undecryptable: int = 0
     reconciled: int = 0
     retries: int = 0
     segments: int = 0
     seconds: float = 0.0
     left: dict[str, int] = field(default_factory=dict)  # pending / in_doubt / sending after the run
+    undecryptable_keys: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +85,7 @@ class SendReport:
             "deferred": self.deferred,
             "suppressed": self.suppressed,
             "in_doubt": self.in_doubt,
+            "undecryptable": self.undecryptable,
             "reconciled": self.reconciled,
             "retries": self.retries,
             "segments": self.segments,
@@ -141,6 +146,7 @@ def send(
     started = time.monotonic()
     try:
         spool.apply(run.store.get(), settings)  # STOPs kept while the store was busy come first
+        outbox.retry_undecryptable(run.store.get(), keyring)  # their seal key may be back
         settled = reconcile.settle_sending(run.store, gateway, run.number, run.text, HOLD_SECONDS)
         run.report.reconciled += settled.reconciled
         run.report.in_doubt += settled.in_doubt
@@ -148,10 +154,34 @@ def send(
             outbox.release_in_doubt(run.store.get())
         run.work()
         run.report.left = outbox.left(run.store.get())
+        run.report.undecryptable_keys = outbox.undecryptable_by_key(run.store.get())
+        run.report.undecryptable = sum(run.report.undecryptable_keys.values())
     finally:
         run.store.close()
         run.report.seconds = time.monotonic() - started
+    if run.report.undecryptable:
+        log.error("%s", undecryptable_error(run.report.undecryptable_keys, keyring))
     return run.report
+
+
+def undecryptable_error(by_key: dict[str, int], keyring: Keyring) -> str:
+    """The error for notices whose number does not open: how many, under which seal key, why."""
+    known = set(keyring.key_ids["seal"])
+    parts = [
+        f"{n} sealed under key {kid!r}, "
+        + (
+            "which is not in the keyring"
+            if kid not in known
+            else "which the keyring holds with different bytes (a replaced or corrupt key)"
+        )
+        for kid, n in sorted(by_key.items())
+    ]
+    total = sum(by_key.values())
+    return (
+        f"{total} notice(s) not sent: their numbers cannot be decrypted ({'; '.join(parts)})."
+        " Restore that seal key in the keyring (from its backup), then run send again: they"
+        " are retried, not lost."
+    )
 
 
 _PAGE = """
@@ -218,12 +248,17 @@ class _Run:
         return self._sealer
 
     def number(self, sid: str, sealed: bytes | None, seal_kid: str | None) -> E164 | None:
+        """The subscriber's number; None when erased or when it does not open."""
         if sealed is None or seal_kid is None:
             return None
         try:
-            return E164(self.sealer.open(Sealed(str(seal_kid), bytes(sealed)), str(sid)))
+            return self._open(sid, sealed, seal_kid)
         except InvalidToken:
             return None
+
+    def _open(self, sid: str, sealed: bytes, seal_kid: str) -> E164:
+        """Raises ``InvalidToken`` when the seal key is missing or wrong."""
+        return E164(self.sealer.open(Sealed(str(seal_kid), bytes(sealed)), str(sid)))
 
     def _render(self, language: str | None, title: str | None, kinds: int | None) -> Rendered:
         key = (language, title, int(kinds or 0))
@@ -252,10 +287,15 @@ class _Run:
             cursor = (rows[-1][2], rows[-1][0])
             items: list[_Item] = []
             suppress: list[str] = []
+            unreadable: list[str] = []
             for nid, sid, _created, kinds, status, sealed, seal_kid, language, title in rows:
-                to = self.number(sid, sealed, seal_kid) if status == "active" else None
-                if to is None or sid in self.opted_out:
+                if status != "active" or sealed is None or sid in self.opted_out:
                     suppress.append(nid)
+                    continue
+                try:
+                    to = self._open(sid, sealed, seal_kid)
+                except InvalidToken:
+                    unreadable.append(nid)  # not the subscriber's choice: kept for a retry
                     continue
                 if not self.ignore_quiet_hours and not quiet.may_send(
                     to,
@@ -269,6 +309,8 @@ class _Run:
                 text = self._render(language, title, kinds)
                 items.append(_Item(nid, sid, to, text.text, text.segments.segments))
             self._suppress(suppress)
+            if unreadable:
+                outbox.mark_undecryptable(self.store.get(), unreadable)
             self._send_items(items)
 
     def _suppress(self, ids: Iterable[str]) -> None:
