@@ -21,10 +21,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from breach_notify.crypto import Keyring
-from breach_notify.notify.gateway import open_gateway
 from breach_notify.notify.match import match
 from breach_notify.notify.sender import send
 from breach_notify.settings import Settings
+from breach_notify.sms.gateway import open_gateway
 from breach_notify.store import db
 
 TARGET_SEND_PER_S = 2000.0
@@ -75,7 +75,8 @@ def build(settings: Settings, ring: Keyring, subscribers: int, breach: int) -> t
             [pseudo.key_id, breach],
         )
         conn.execute(
-            "INSERT INTO breach_pseudonyms SELECT 'bench', pseudonym, kinds FROM members_in"
+            "INSERT INTO breach_pseudonyms (breach_id, pseudonym, kinds, prefix)"
+            " SELECT 'bench', pseudonym, kinds, pseudonym[1:4]::BIT::UINTEGER FROM members_in"
         )
         started = time.perf_counter()
         report = match(conn)

@@ -32,11 +32,17 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def install(logger: logging.Logger | None = None) -> None:
-    """Attach the filter to every handler of ``logger`` (root by default) and of its ancestors."""
-    target: logging.Logger | None = logger or logging.getLogger()
-    while target is not None:
-        for handler in target.handlers:
+def install() -> None:
+    """Put the filter on every handler of every logger that exists now, the root's included.
+
+    The one installer: the CLI calls it once logging is set up, the flows at the start of each
+    flow (Prefect may have configured logging in that process before us). Cheap, and safe to
+    call repeatedly: a handler gets the filter once.
+    """
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for lg in loggers:
+        for handler in lg.handlers:
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):
                 handler.addFilter(RedactingFilter())
-        target = target.parent if target.propagate else None

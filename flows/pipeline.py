@@ -13,10 +13,11 @@ from typing import Any
 from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 
+from breach_notify import redact
 from breach_notify.errors import BadInput
 from breach_notify.store import report
 from breach_notify.store.db import session
-from flows import dask_runner, prefect_env, tasks
+from flows import dask_runner, tasks
 
 SAFE_FLOW: dict[str, Any] = {"log_prints": False, "persist_result": False}
 ARTIFACT_KEY = "breach-notify-report"
@@ -34,7 +35,7 @@ def ingest_inbox(
     ``sharded`` splits the files into shards processed on the flow's task runner (threads, or
     Dask workers) and merged in one step; otherwise each breach is one all-or-nothing task.
     """
-    prefect_env.install_redaction()
+    redact.install()
     settings = tasks.settings_for(home, keyring)
     where = inbox or (str(settings.inbox) if settings.inbox else None)
     if where is None:
@@ -73,7 +74,7 @@ def match_subscribers(
     home: str | None = None, breach: str | None = None, keyring: str | None = None
 ) -> dict[str, Any]:
     """Create pending notices for active subscribers found in breaches."""
-    prefect_env.install_redaction()
+    redact.install()
     result = tasks.match_task(home, breach, keyring)
     _report_if_top_level(home, {"match": result})
     return result
@@ -95,7 +96,7 @@ def send_notices(
     ``match_first`` creates notices for new matches before sending (what the hourly schedule
     wants); ``pipeline`` matches in its own step and turns it off.
     """
-    prefect_env.install_redaction()
+    redact.install()
     url = gateway or tasks.settings_for(home).gateway
     result: dict[str, Any] = {}
     if match_first:
@@ -110,7 +111,7 @@ def send_notices(
 @flow(name="housekeeping", **SAFE_FLOW)
 def housekeeping(home: str | None = None) -> dict[str, Any]:
     """Expire unconfirmed subscriptions; remove leftovers of crashed runs."""
-    prefect_env.install_redaction()
+    redact.install()
     result: dict[str, Any] = dict(tasks.expire_pending_task(home))
     result["leftovers_removed"] = tasks.retention_task(home)
     _report_if_top_level(home, {"housekeeping": result})
@@ -131,7 +132,7 @@ def pipeline(
     dask_address: str | None = None,
 ) -> dict[str, Any]:
     """Ingest the inbox, match, send, housekeeping; then the report. Returns counts per stage."""
-    prefect_env.install_redaction()
+    redact.install()
     settings = tasks.settings_for(home, keyring)
     stages: dict[str, Any] = {}
     if inbox or settings.inbox:

@@ -13,13 +13,11 @@ counts only.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from breach_notify.redact import RedactingFilter
 from breach_notify.settings import Settings
 
 LOGGING_CONFIG = Path(__file__).with_name("logging.yml")
@@ -95,18 +93,3 @@ def apply(settings: Settings) -> None:
     if "PREFECT_HOME" in env:
         settings.ensure_home()
         Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True, mode=0o700)
-
-
-def install_redaction() -> None:
-    """Put the redacting filter on every handler of every logger that exists now.
-
-    Belt and braces for processes where Prefect configured logging before :func:`apply` ran
-    (a worker's flow-run process); cheap, and safe to call repeatedly.
-    """
-    loggers = [logging.getLogger()] + [
-        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
-    ]
-    for lg in loggers:
-        for handler in lg.handlers:
-            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-                handler.addFilter(RedactingFilter())

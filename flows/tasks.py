@@ -265,8 +265,8 @@ def send_task(
 
     Paced by the Prefect global rate limit ``settings.sms_rate_limit`` when the server has one.
     """
-    from breach_notify.notify.gateway import open_gateway
     from breach_notify.notify.sender import send
+    from breach_notify.sms.gateway import open_gateway
     from flows.pacing import shared_pace
 
     settings = settings_for(home, keyring)

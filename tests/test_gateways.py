@@ -13,7 +13,9 @@ from support.fake_twilio import ACCOUNT_SID, FakeTwilio, Fault, env
 from support.privacy import scan
 from twilio.base.exceptions import TwilioRestException
 
-from breach_notify.notify.errors import (
+from breach_notify.numbers import E164
+from breach_notify.settings import Settings
+from breach_notify.sms.errors import (
     AccountError,
     BadGatewayURL,
     InvalidMessage,
@@ -21,10 +23,8 @@ from breach_notify.notify.errors import (
     RecipientOptedOut,
     TransientError,
 )
-from breach_notify.notify.gateway import Message, NoticeLookup, open_gateway
-from breach_notify.notify.gateways import dryrun, memory, twilio
-from breach_notify.numbers import E164
-from breach_notify.settings import Settings
+from breach_notify.sms.gateway import Message, NoticeLookup, open_gateway
+from breach_notify.sms.gateways import dryrun, memory, twilio
 
 TO = "+33612345678"
 BODY = 'Privacy Watch: your number is in the "T" leak. Advice: https://x.org Reply STOP to opt out.'

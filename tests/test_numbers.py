@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from breach_notify.numbers import E164, InvalidNumber, mask, parse_number
-from breach_notify.redact import RedactingFilter, redact
+from breach_notify.redact import RedactingFilter, install, redact
 
 
 def test_mask_matches_the_documented_shape() -> None:
@@ -58,3 +58,15 @@ def test_redact_text_and_log_records(caplog: pytest.LogCaptureFixture) -> None:
         rec = logger.makeRecord("bn-test", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
     handler.filter(rec)
     assert rec.exc_info is None and "447700900123" not in rec.getMessage()
+
+
+def test_install_puts_the_filter_on_every_handler_once() -> None:
+    logger = logging.getLogger("breach_notify.test.redaction")
+    handler = logging.StreamHandler()
+    logger.addHandler(handler)
+    try:
+        install()
+        install()
+        assert sum(isinstance(f, RedactingFilter) for f in handler.filters) == 1
+    finally:
+        logger.removeHandler(handler)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,14 +15,16 @@ from support.privacy import scan
 from support.sender import World, add_breach, add_subscriber, build, numbers, set_status
 
 from breach_notify.crypto import Keyring
-from breach_notify.notify.errors import AccountError
-from breach_notify.notify.gateway import Gateway, Message, SendResult, SentRecord, open_gateway
-from breach_notify.notify.gateways.memory import MemoryGateway
+from breach_notify.notify import outbox
 from breach_notify.notify.match import match
 from breach_notify.notify.sender import send
+from breach_notify.notify.templates import TemplateConfig, render
 from breach_notify.notify.throttle import Backoff, TokenBucket
 from breach_notify.numbers import E164
 from breach_notify.settings import Settings
+from breach_notify.sms.errors import AccountError
+from breach_notify.sms.gateway import Gateway, Message, SendResult, SentRecord, open_gateway
+from breach_notify.sms.gateways.memory import MemoryGateway
 from breach_notify.store import db
 
 FAST = Backoff(attempts=4, base=0.01, cap=0.05)
@@ -388,6 +391,32 @@ def test_timeout_after_acceptance_is_reconciled_in_run(world: World, fake: FakeT
     _ledger_exactly_once(fake, world.expected)
 
 
+def test_an_older_message_with_the_same_text_is_not_taken_for_a_dropped_request(
+    world: World, fake: FakeTwilio
+) -> None:
+    """A request dropped unsent is looked up once, over ``LOOKUP_SKEW`` before it: a message with
+    the same text sent to the same number 3 minutes earlier is not this notice's."""
+    with db.session(world.settings) as conn:
+        nid, sid, language, kinds, title = conn.execute(
+            "SELECT n.id, n.subscriber_id, s.language, n.kinds, b.title FROM notices n"
+            " JOIN subscribers s ON s.id = n.subscriber_id JOIN breaches b ON b.id = n.breach_id"
+            " WHERE s.status = 'active' ORDER BY n.created_at, n.id LIMIT 1"
+        ).fetchone()
+    number = next(n for n, s in world.subs.items() if s == sid)
+    body = render(language, title, kinds, TemplateConfig.from_settings(world.settings)).text
+    gw = open_gateway(fake.gateway_url(), world.settings)
+    earlier = gw.send(Message(E164(number), body))  # e.g. by a second install, 3 minutes ago
+    at = fake.ledger[0]["date_sent"] - timedelta(minutes=3)
+    fake.ledger[0].update(date_created=at, date_sent=at)
+    fake.script(Fault(drop=True))  # the first request of the run: dropped, nothing created
+    report = _run(world, gw)
+    assert report["sent"] == len(world.expected) and report["in_doubt"] == 0
+    assert fake.recipients()[number] == 2  # the earlier message, and this notice's own
+    with db.session(world.settings) as conn:
+        row = conn.execute("SELECT state, gateway_id FROM notices WHERE id = ?", [nid]).fetchone()
+    assert row is not None and row[0] == "sent" and row[1] != earlier.gateway_id
+
+
 def test_sender_never_moves_a_notice_backwards(world: World, memory: MemoryGateway) -> None:
     def delivered_early(msg: Message) -> None:  # a callback racing the sender's record
         with db.session(world.settings) as conn:
@@ -420,6 +449,52 @@ def test_send_command_dryrun(world: World, cli) -> None:  # type: ignore[no-unty
     assert bad.code == 2
     texts = [r.stdout + r.stderr for r in cli.captured]
     assert scan([world.settings.home], world.numbers, texts) == []
+
+
+def test_notices_whose_number_does_not_open_are_kept_named_and_retried(
+    world: World,
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    """A seal key missing from the keyring: not ``suppressed`` but ``undecryptable``, a loud
+    error naming the key and the count, exit 1; sent once the key is back."""
+    home = world.settings.home
+    shutil.copy(home / "keyring.json", home / "keyring-s1.json")  # the backup lacks s2
+    rotated = cli("keys", "rotate", "--seal", "--json")
+    assert rotated.code == 0 and rotated.json["active"] == "s2", rotated.stderr
+    n = len(world.expected)
+    old = ("--keyring", str(home / "keyring-s1.json"))
+    res = cli(*old, "send", "--gateway", "dryrun://", "--ignore-quiet-hours", "--json")
+    assert res.code == 1
+    assert res.json["undecryptable"] == n and res.json["sent"] == 0
+    assert res.json["suppressed"] == 0
+    assert f"{n} notice(s) not sent" in res.stderr and "'s2', which is not in" in res.stderr
+    assert world.states() == {"undecryptable": n}
+    again = cli(*old, "send", "--gateway", "dryrun://", "--ignore-quiet-hours", "--json")
+    assert again.code == 1 and again.json["undecryptable"] == n  # still loud, nothing lost
+    res = cli("send", "--gateway", "dryrun://", "--ignore-quiet-hours", "--json")
+    assert res.code == 0, res.stderr
+    assert res.json["sent"] == n and res.json["undecryptable"] == 0
+    assert world.states() == {"sent": n}
+    texts = [r.stdout + r.stderr for r in cli.captured]
+    assert scan([home], world.numbers, texts) == []
+
+
+def test_a_replaced_seal_key_is_named_and_its_notices_wait(
+    world: World, memory: MemoryGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = Keyring.create(world.settings.home / "other-keyring.json")  # s1, other bytes
+    report = send(world.settings, other, memory, ignore_quiet_hours=True, backoff=FAST)
+    n = len(world.expected)
+    assert (report.sent, report.suppressed, report.undecryptable) == (0, 0, n)
+    assert report.undecryptable_keys == {"s1": n}
+    assert "which the keyring holds with different bytes" in caplog.text
+    assert world.states() == {"undecryptable": n}
+    with db.session(world.settings) as conn:
+        assert outbox.retry_undecryptable(conn, other) == 0  # still does not open
+        assert outbox.retry_undecryptable(conn, world.keyring) == n
+    assert world.states() == {"pending": n}
+    report = send(world.settings, world.keyring, memory, ignore_quiet_hours=True, backoff=FAST)
+    assert (report.sent, report.undecryptable) == (n, 0)
 
 
 def test_quiet_window_rules() -> None:

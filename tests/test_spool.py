@@ -8,10 +8,10 @@ from support.privacy import scan
 from support.sender import build
 
 from breach_notify.crypto import Keyring
-from breach_notify.notify.gateways.memory import MemoryGateway
 from breach_notify.notify.sender import send
 from breach_notify.numbers import E164
 from breach_notify.settings import Settings
+from breach_notify.sms.gateways.memory import MemoryGateway
 from breach_notify.store import db
 from breach_notify.subscribers import spool
 

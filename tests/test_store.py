@@ -6,12 +6,13 @@ import subprocess
 import sys
 import time
 
+import duckdb
 import pytest
 
 from breach_notify.errors import OperationalError
 from breach_notify.settings import Settings
-from breach_notify.store import migrate
-from breach_notify.store.db import connect, session, transaction
+from breach_notify.store import db, migrate
+from breach_notify.store.db import connect, in_transaction, session, transaction
 
 
 def test_fresh_store_is_migrated_and_idempotent(settings: Settings) -> None:
@@ -28,7 +29,7 @@ def test_fresh_store_is_migrated_and_idempotent(settings: Settings) -> None:
     } <= tables
     latest = max(v for v, _, _ in migrate.available())
     assert migrate.schema_version(conn) == latest
-    assert migrate.migrate(conn) == latest
+    assert db.migrate(conn) == latest
     conn.close()
     assert (settings.home / "breach-notify.duckdb").exists()
 
@@ -52,6 +53,44 @@ def test_transaction_rolls_back_on_error(settings: Settings) -> None:
                 "VALUES ('b', 't', 'csv', 'p1', 50)"
             )
             raise RuntimeError("boom")
+        assert conn.execute("SELECT count(*) FROM breaches").fetchone() == (0,)
+
+
+def test_transaction_detection_sees_an_open_transaction(settings: Settings) -> None:
+    """``transaction`` joins an open one by this DuckDB behaviour; fail loudly if it changes."""
+    with session(settings) as conn:
+        assert not in_transaction(conn)
+        conn.execute("BEGIN TRANSACTION")
+        assert in_transaction(conn)
+        conn.execute("COMMIT")
+        assert not in_transaction(conn)
+
+
+def test_transaction_inside_a_transaction_joins_it(settings: Settings) -> None:
+    insert = "INSERT INTO breaches (id, title, format, key_id, k) VALUES (?, 't', 'csv', 'p1', 50)"
+    with session(settings) as conn:
+        with pytest.raises(RuntimeError), transaction(conn):
+            conn.execute(insert, ["outer"])
+            with transaction(conn):
+                conn.execute(insert, ["inner"])
+            assert in_transaction(conn)  # the inner block did not commit the outer one
+            raise RuntimeError("boom")
+        assert conn.execute("SELECT count(*) FROM breaches").fetchone() == (0,)
+        with transaction(conn), transaction(conn):
+            conn.execute(insert, ["both"])
+        assert not in_transaction(conn)
+        assert conn.execute("SELECT id FROM breaches").fetchall() == [("both",)]
+
+
+def test_transaction_rolls_back_after_a_failed_statement(settings: Settings) -> None:
+    insert = (
+        "INSERT INTO breaches (id, title, format, key_id, k) VALUES ('b', 't', 'csv', 'p1', 50)"
+    )
+    with session(settings) as conn:
+        with pytest.raises(duckdb.ConstraintException), transaction(conn):
+            conn.execute(insert)
+            conn.execute(insert)  # duplicate key: DuckDB aborts the transaction
+        assert not in_transaction(conn)
         assert conn.execute("SELECT count(*) FROM breaches").fetchone() == (0,)
 
 
@@ -99,7 +138,7 @@ def test_migration_004_fills_the_bucket_prefix_of_existing_rows() -> None:
         "INSERT INTO breach_pseudonyms"
         " SELECT 'b', unhex(sha256(i::VARCHAR)), 1 FROM range(500) t(i)"
     )
-    assert migrate.migrate(conn) >= 4
+    assert db.migrate(conn) >= 4
     rows = conn.execute("SELECT pseudonym, prefix FROM breach_pseudonyms").fetchall()
     assert len(rows) == 500
     assert all(prefix == int.from_bytes(p[:4], "big") for p, prefix in rows)

@@ -20,16 +20,16 @@ from support.subscribers import (
 
 from breach_notify.crypto import Keyring, Sealed
 from breach_notify.errors import BadInput
-from breach_notify.notify.errors import TransientError
-from breach_notify.notify.gateway import Message, SendResult
-from breach_notify.notify.gateways.memory import MemoryGateway
+from breach_notify.notify import outbox
 from breach_notify.numbers import parse_number
 from breach_notify.settings import Settings
+from breach_notify.sms.errors import TransientError
+from breach_notify.sms.gateway import Message, SendResult
+from breach_notify.sms.gateways.memory import MemoryGateway
 from breach_notify.store.db import connect, transaction
 from breach_notify.subscribers import (
     codes,
     consent,
-    erasure,
     events,
     housekeeping,
     optin,
@@ -269,7 +269,7 @@ def test_erasure_leaves_only_a_tombstone(conn, keyring, settings, gw):
     sid = _row(conn)[0]
     for i, state in enumerate(["pending", "sending", "in_doubt", "sent", "delivered"]):
         add_notice(conn, f"n{i}", sid, state, breach=f"b{i}")
-    suppressed = erasure.erase(conn, sid, "cli", T0 + timedelta(days=1))
+    suppressed = outbox.erase(conn, sid, "cli", T0 + timedelta(days=1))
     assert suppressed == 3
     row = conn.execute(
         "SELECT status, pseudonym, pseudonym_key_id, sealed, seal_key_id, consent_source"

@@ -20,7 +20,7 @@ from support.subscribers import (
 )
 
 from breach_notify.cli import main
-from breach_notify.notify.gateways.memory import SHARED
+from breach_notify.sms.gateways.memory import SHARED
 
 NUMBERS = [GB_MOBILE, GB_MOBILE_2, GB_MOBILE_3, US_MOBILE, DE_MOBILE, GB_FIXED]
 CSV = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from breach_notify.notify import segments, templates
+from breach_notify.notify import templates
 from breach_notify.notify.templates import (
     ALL_KINDS_MASK,
     LANGUAGES,
@@ -15,6 +15,7 @@ from breach_notify.notify.templates import (
     render,
 )
 from breach_notify.settings import Settings
+from breach_notify.sms import segments
 
 WORST_TITLES = [
     "Facebook 2021",

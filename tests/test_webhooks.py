@@ -28,9 +28,9 @@ from support.subscribers import (
 from twilio.request_validator import RequestValidator
 
 from breach_notify.crypto import Keyring
-from breach_notify.notify.gateways.memory import MemoryGateway
 from breach_notify.numbers import parse_number
 from breach_notify.settings import Settings
+from breach_notify.sms.gateways.memory import MemoryGateway
 from breach_notify.store.db import session
 from breach_notify.subscribers import events, optin, registry, texts
 from breach_notify.web.server import build

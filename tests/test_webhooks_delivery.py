@@ -1,4 +1,4 @@
-"""``notify.delivery.record_delivery`` directly: monotonic, idempotent, order-independent."""
+"""``notify.outbox.record_delivery`` directly: monotonic, idempotent, order-independent."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from support.subscribers import add_notice, notice_state
 
-from breach_notify.notify.delivery import record_delivery
+from breach_notify.notify.outbox import record_delivery
 from breach_notify.settings import Settings
 from breach_notify.store.db import connect
 
@@ -50,14 +50,3 @@ def test_pending_and_suppressed_are_never_touched(conn: duckdb.DuckDBPyConnectio
     assert not record_delivery(conn, "SM2", "delivered", None)
     assert notice_state(conn, "a")[0] == "pending"
     assert notice_state(conn, "b")[0] == "suppressed"
-
-
-def test_transaction_detection_used_by_consent(conn: duckdb.DuckDBPyConnection) -> None:
-    """``events.atomic`` relies on this DuckDB behaviour; fail loudly if an upgrade changes it."""
-    from breach_notify.subscribers.events import in_transaction
-
-    assert not in_transaction(conn)
-    conn.execute("BEGIN TRANSACTION")
-    assert in_transaction(conn)
-    conn.execute("COMMIT")
-    assert not in_transaction(conn)

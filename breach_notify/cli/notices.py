@@ -39,8 +39,8 @@ def send_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Work the outbox: reconcile interrupted sends, then send pending notices."""
-    from breach_notify.notify.gateway import open_gateway
     from breach_notify.notify.sender import send
+    from breach_notify.sms.gateway import open_gateway
 
     if rate is not None and rate <= 0:
         raise BadInput("--rate must be a positive number of segments per second")
@@ -63,6 +63,8 @@ def send_cmd(
         gw.close()
     data = report.as_dict()
     human = ", ".join(f"{k} {data[k]}" for k in _FIELDS)
+    if report.undecryptable:  # the sender has logged the error, naming the key ids
+        human += f", undecryptable {report.undecryptable}"
     doubt = report.left.get("in_doubt", 0)
     if doubt:
         human += (
@@ -70,6 +72,8 @@ def send_cmd(
             "cannot tell): check the gateway's logs, then rerun with --resend-in-doubt to resend"
         )
     emit(as_json, data, human)
+    if report.undecryptable:
+        raise typer.Exit(1)
 
 
 _FIELDS = ("sent", "failed", "deferred", "suppressed", "in_doubt")

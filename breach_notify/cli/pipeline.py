@@ -20,8 +20,8 @@ from breach_notify.cli.common import JsonOption, emit, err, out, settings
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput, OperationalError
 from breach_notify.ingest.inbox import read_inbox
-from breach_notify.notify.gateway import check_url
 from breach_notify.settings import Settings
+from breach_notify.sms.gateway import check_url
 
 
 def run(

@@ -10,11 +10,12 @@ import typer
 from breach_notify.cli.common import JsonOption, emit, keyring, settings
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput
-from breach_notify.notify.gateway import Gateway, open_gateway
+from breach_notify.notify import outbox
 from breach_notify.numbers import E164, mask, parse_number
 from breach_notify.settings import Settings
+from breach_notify.sms.gateway import Gateway, open_gateway
 from breach_notify.store.db import session, transaction
-from breach_notify.subscribers import erasure, events, importer, optin, registry
+from breach_notify.subscribers import events, importer, optin, registry
 
 subscribers_app = typer.Typer(help="Subscribers and their consent.", no_args_is_help=True)
 
@@ -135,7 +136,7 @@ def _erase(conn: duckdb.DuckDBPyConnection, ring: Keyring, e164: E164) -> None:
     with transaction(conn):
         sub = registry.find(conn, ring, e164)
         if sub is not None:
-            erasure.erase(conn, sub.id, "cli", events.utcnow())
+            outbox.erase(conn, sub.id, "cli", events.utcnow())
 
 
 @subscribers_app.command("list")

@@ -16,7 +16,7 @@ from breach_notify.errors import BadInput, OperationalError
 from breach_notify.ingest.arrow_reader import UNPARSABLE, IngestSpec, ShardResult
 from breach_notify.kinds import KINDS
 from breach_notify.settings import Settings
-from breach_notify.store.db import connect
+from breach_notify.store.db import connect, transaction
 
 #: A file whose rows are mostly unparsable is not in the declared format.
 UNPARSABLE_SHARE = 0.5
@@ -120,8 +120,7 @@ def _merge(
 ) -> IngestReport:
     bid = spec.breach_id
     report = IngestReport(breach=bid)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         existing = conn.execute("SELECT key_id, k FROM breaches WHERE id = ?", [bid]).fetchone()
         known = {
             r[0]
@@ -140,7 +139,6 @@ def _merge(
         k = spec.k or (int(existing[1]) if existing else settings.default_k)
         report.k = k
         if not fresh:
-            conn.execute("ROLLBACK")
             return _finish(conn, report, started, bid)
         if existing is None:
             conn.execute(
@@ -194,10 +192,6 @@ def _merge(
             ],
         )
         _before_commit()
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return _finish(conn, report, started, bid)
 
 

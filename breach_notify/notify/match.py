@@ -18,6 +18,7 @@ import duckdb
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput
 from breach_notify.store.db import transaction
+from breach_notify.subscribers import pseudonyms
 
 _PAIRS = """
 WITH sub AS (
@@ -76,8 +77,6 @@ def match(
         if not known or not known[0]:
             raise BadInput(f"no breach {breach_id!r}; see 'breach-notify breaches list'")
     if keyring is not None:
-        from breach_notify.subscribers import pseudonyms
-
         with transaction(conn):
             pseudonyms.sync(conn, keyring)
     params = {"breach": breach_id}

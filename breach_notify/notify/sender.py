@@ -1,10 +1,10 @@
-"""The sender: works the outbox, crash-safe, paced, polite.
+"""The sender: the paced loop that works the outbox, crash-safe and polite.
 
 Per notice: ``pending`` → ``sending`` (attempt time, committed *before* the request) → ``sent``
-with the gateway's id (committed after). On start every ``sending`` row is reconciled with the
-gateway before anything is sent: found → ``sent``; certainly absent → ``pending``; the gateway
-cannot tell → ``in_doubt``, resent only with ``resend_in_doubt``. So a kill -9 at any point
-neither loses a notice nor sends one twice (given a gateway that can look messages up).
+with the gateway's id (committed after); every transition is one of ``outbox``'s. On start every
+``sending`` row is settled with the gateway (``reconcile``) before anything is sent, so a kill -9
+at any point neither loses a notice nor sends one twice (given a gateway that can look messages
+up); ``in_doubt`` notices are resent only with ``resend_in_doubt``.
 
 Pages of notices are read with the store open; numbers are opened (Sealer) here only, kept in
 memory for the page, and never written. Requests go in chunks: right before a chunk the
@@ -31,19 +31,19 @@ from typing import Any
 import duckdb
 
 from breach_notify.crypto import InvalidToken, Keyring, Sealed, Sealer
-from breach_notify.notify import delivery, quiet
-from breach_notify.notify.errors import (
+from breach_notify.notify import outbox, quiet, reconcile
+from breach_notify.notify.templates import Rendered, TemplateConfig, render
+from breach_notify.notify.throttle import Backoff, TokenBucket
+from breach_notify.numbers import E164
+from breach_notify.settings import Settings
+from breach_notify.sms.errors import (
     AccountError,
     GatewayError,
     PermanentError,
     RecipientOptedOut,
     TransientError,
 )
-from breach_notify.notify.gateway import Gateway, Message, NoticeLookup, SendResult, SentRecord
-from breach_notify.notify.templates import Rendered, TemplateConfig, render
-from breach_notify.notify.throttle import Backoff, TokenBucket
-from breach_notify.numbers import E164
-from breach_notify.settings import Settings
+from breach_notify.sms.gateway import Gateway, Message, SendResult, SentRecord
 from breach_notify.store import db
 from breach_notify.subscribers import consent, spool
 
@@ -53,7 +53,6 @@ PAGE_SIZE = 1000
 CHUNK = 250  # notices marked ``sending`` together (one commit); bounded by HOLD_SECONDS too
 FIRST_CHUNK = 8  # until the gateway's pace is known
 HOLD_SECONDS = 0.5  # longest the store stays open without a break
-LOOKUP_SKEW = timedelta(minutes=2)
 
 
 def utcnow() -> datetime:
@@ -62,18 +61,22 @@ def utcnow() -> datetime:
 
 @dataclass
 class SendReport:
-    """Counts for this run. ``in_doubt`` counts notices that became in doubt in this run."""
+    """Counts for this run. ``in_doubt`` counts notices that became in doubt in this run;
+    ``undecryptable`` the notices waiting for their seal key after it (``undecryptable_keys``: by
+    key id), whether this run or an earlier one found their number would not open."""
 
     sent: int = 0
     failed: int = 0
     deferred: int = 0
     suppressed: int = 0
     in_doubt: int = 0
+    undecryptable: int = 0
     reconciled: int = 0
     retries: int = 0
     segments: int = 0
     seconds: float = 0.0
     left: dict[str, int] = field(default_factory=dict)  # pending / in_doubt / sending after the run
+    undecryptable_keys: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +85,7 @@ class SendReport:
             "deferred": self.deferred,
             "suppressed": self.suppressed,
             "in_doubt": self.in_doubt,
+            "undecryptable": self.undecryptable,
             "reconciled": self.reconciled,
             "retries": self.retries,
             "segments": self.segments,
@@ -142,38 +146,42 @@ def send(
     started = time.monotonic()
     try:
         spool.apply(run.store.get(), settings)  # STOPs kept while the store was busy come first
-        run.reconcile()
+        outbox.retry_undecryptable(run.store.get(), keyring)  # their seal key may be back
+        settled = reconcile.settle_sending(run.store, gateway, run.number, run.text, HOLD_SECONDS)
+        run.report.reconciled += settled.reconciled
+        run.report.in_doubt += settled.in_doubt
         if resend_in_doubt:
-            run.release_in_doubt()
+            outbox.release_in_doubt(run.store.get())
         run.work()
-        run.count_left()
+        run.report.left = outbox.left(run.store.get())
+        run.report.undecryptable_keys = outbox.undecryptable_by_key(run.store.get())
+        run.report.undecryptable = sum(run.report.undecryptable_keys.values())
     finally:
         run.store.close()
         run.report.seconds = time.monotonic() - started
+    if run.report.undecryptable:
+        log.error("%s", undecryptable_error(run.report.undecryptable_keys, keyring))
     return run.report
 
 
-class _Store:
-    """The store, opened lazily and closed before waits."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._conn: duckdb.DuckDBPyConnection | None = None
-        self.opened_at = 0.0
-
-    def get(self) -> duckdb.DuckDBPyConnection:
-        if self._conn is None:
-            self._conn = db.connect(self.settings)
-            self.opened_at = time.monotonic()
-        return self._conn
-
-    def held_for(self) -> float:
-        return time.monotonic() - self.opened_at if self._conn is not None else 0.0
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+def undecryptable_error(by_key: dict[str, int], keyring: Keyring) -> str:
+    """The error for notices whose number does not open: how many, under which seal key, why."""
+    known = set(keyring.key_ids["seal"])
+    parts = [
+        f"{n} sealed under key {kid!r}, "
+        + (
+            "which is not in the keyring"
+            if kid not in known
+            else "which the keyring holds with different bytes (a replaced or corrupt key)"
+        )
+        for kid, n in sorted(by_key.items())
+    ]
+    total = sum(by_key.values())
+    return (
+        f"{total} notice(s) not sent: their numbers cannot be decrypted ({'; '.join(parts)})."
+        " Restore that seal key in the keyring (from its backup), then run send again: they"
+        " are retried, not lost."
+    )
 
 
 _PAGE = """
@@ -190,15 +198,6 @@ FROM page p
 LEFT JOIN subscribers s ON s.id = p.subscriber_id
 LEFT JOIN breaches b ON b.id = p.breach_id
 ORDER BY p.created_at, p.id
-"""
-
-_SENDING = """
-SELECT n.id, n.subscriber_id, n.attempt_at, n.kinds, s.sealed, s.seal_key_id, s.language, b.title
-FROM notices n
-LEFT JOIN subscribers s ON s.id = n.subscriber_id
-LEFT JOIN breaches b ON b.id = n.breach_id
-WHERE n.state = 'sending'
-ORDER BY n.attempt_at, n.id
 """
 
 
@@ -232,7 +231,7 @@ class _Run:
         self.rng = rng
         self.page_size = page_size
         self.templates = TemplateConfig.from_settings(settings)
-        self.store = _Store(settings)
+        self.store = db.LazyConnection(settings)
         self.report = SendReport()
         self.handed = 0  # notices handed to the gateway in this run
         self.opted_out: set[str] = set()
@@ -248,13 +247,18 @@ class _Run:
             self._sealer = self.keyring.sealer()
         return self._sealer
 
-    def _number(self, sid: str, sealed: bytes | None, seal_kid: str | None) -> E164 | None:
+    def number(self, sid: str, sealed: bytes | None, seal_kid: str | None) -> E164 | None:
+        """The subscriber's number; None when erased or when it does not open."""
         if sealed is None or seal_kid is None:
             return None
         try:
-            return E164(self.sealer.open(Sealed(str(seal_kid), bytes(sealed)), str(sid)))
+            return self._open(sid, sealed, seal_kid)
         except InvalidToken:
             return None
+
+    def _open(self, sid: str, sealed: bytes, seal_kid: str) -> E164:
+        """Raises ``InvalidToken`` when the seal key is missing or wrong."""
+        return E164(self.sealer.open(Sealed(str(seal_kid), bytes(sealed)), str(sid)))
 
     def _render(self, language: str | None, title: str | None, kinds: int | None) -> Rendered:
         key = (language, title, int(kinds or 0))
@@ -263,109 +267,10 @@ class _Run:
             found = self._texts[key] = render(language, title or "", key[2], self.templates)
         return found
 
-    def _text(self, language: str | None, title: str | None, kinds: int | None) -> str:
+    def text(self, language: str | None, title: str | None, kinds: int | None) -> str:
         return self._render(language, title, kinds).text
 
-    # -- reconciliation -----------------------------------------------------------------------
-
-    def reconcile(self) -> None:
-        """Settle every ``sending`` notice left by an earlier run before sending anything."""
-        conn = self.store.get()
-        rows = conn.execute(_SENDING).fetchall()
-        for nid, sid, attempt_at, kinds, sealed, seal_kid, language, title in rows:
-            to = self._number(sid, sealed, seal_kid)
-            body = self._text(language, title, kinds)
-            try:
-                found = self._find_sent(nid, to, attempt_at, body)
-            except GatewayError:
-                log.warning("could not reconcile a notice with the gateway; it stays 'sending'")
-                continue
-            self._settle(nid, found)
-            self.report.reconciled += 1
-            if self.store.held_for() > HOLD_SECONDS:
-                self.store.close()  # lookups are network calls: let the webhooks in meanwhile
-
-    def _find_sent(
-        self,
-        nid: str,
-        to: E164 | None,
-        since: datetime | None,
-        body: str,
-        taken: Iterable[str] = (),
-    ) -> SentRecord | bool | None:
-        """The gateway's record of this notice; False when surely not sent; None when unknown.
-
-        A record counts when it is recent, its text (if reported) is this notice's, and its id
-        is neither another notice's in the store nor in ``taken`` (sent but not yet recorded).
-        """
-        if isinstance(self.gateway, NoticeLookup):
-            rec = self.gateway.sent_notice(nid)
-            return rec if rec is not None else False
-        if to is None or since is None:
-            return None
-        records = self.gateway.lookup(to, since)
-        if records is None:
-            return None
-        conn = self.store.get()
-        for rec in sorted(records, key=lambda r: r.created_at):
-            if rec.created_at < since - LOOKUP_SKEW:
-                continue
-            if rec.body is not None and rec.body != body:
-                continue
-            if rec.gateway_id in taken:
-                continue
-            claimed = conn.execute(
-                "SELECT count(*) FROM notices WHERE gateway_id = ? AND id <> ?",
-                [rec.gateway_id, nid],
-            ).fetchone()
-            if claimed and claimed[0]:
-                continue
-            return rec
-        return False
-
-    def _settle(self, nid: str, found: SentRecord | bool | None) -> None:
-        conn = self.store.get()
-        if isinstance(found, SentRecord):
-            # The gateway may know more than "sent" by now (its callbacks had no id to go to).
-            state = delivery.STATES.get(found.status.lower(), "sent")
-            conn.execute(
-                "UPDATE notices SET state = ?, gateway_id = ?, sent_at = ?, updated_at = now(),"
-                " delivered_at = CASE WHEN ? = 'delivered' THEN now() END"
-                " WHERE id = ? AND state = 'sending'",
-                [state, found.gateway_id, found.created_at, state, nid],
-            )
-        elif found is False:
-            conn.execute(
-                "UPDATE notices SET state = 'pending', updated_at = now()"
-                " WHERE id = ? AND state = 'sending'",
-                [nid],
-            )
-        else:
-            conn.execute(
-                "UPDATE notices SET state = 'in_doubt', updated_at = now()"
-                " WHERE id = ? AND state = 'sending'",
-                [nid],
-            )
-            self.report.in_doubt += 1
-
-    def count_left(self) -> None:
-        rows = (
-            self.store.get()
-            .execute(
-                "SELECT state, count(*) FROM notices"
-                " WHERE state IN ('pending', 'in_doubt', 'sending') GROUP BY state"
-            )
-            .fetchall()
-        )
-        self.report.left = {str(state): int(n) for state, n in rows}
-
-    def release_in_doubt(self) -> None:
-        """``--resend-in-doubt``: the operator accepts a possible duplicate for these."""
-        self.store.get().execute(
-            "UPDATE notices SET state = 'pending', updated_at = now() WHERE state = 'in_doubt'"
-        )
-
-    # -- the outbox ---------------------------------------------------------------------------
+    # -- the loop ----------------------------------------------------------------------------
 
     def _capped(self) -> bool:
         return self.max_messages is not None and self.handed >= self.max_messages
@@ -382,10 +287,15 @@ class _Run:
             cursor = (rows[-1][2], rows[-1][0])
             items: list[_Item] = []
             suppress: list[str] = []
+            unreadable: list[str] = []
             for nid, sid, _created, kinds, status, sealed, seal_kid, language, title in rows:
-                to = self._number(sid, sealed, seal_kid) if status == "active" else None
-                if to is None or sid in self.opted_out:
+                if status != "active" or sealed is None or sid in self.opted_out:
                     suppress.append(nid)
+                    continue
+                try:
+                    to = self._open(sid, sealed, seal_kid)
+                except InvalidToken:
+                    unreadable.append(nid)  # not the subscriber's choice: kept for a retry
                     continue
                 if not self.ignore_quiet_hours and not quiet.may_send(
                     to,
@@ -399,22 +309,14 @@ class _Run:
                 text = self._render(language, title, kinds)
                 items.append(_Item(nid, sid, to, text.text, text.segments.segments))
             self._suppress(suppress)
+            if unreadable:
+                outbox.mark_undecryptable(self.store.get(), unreadable)
             self._send_items(items)
 
     def _suppress(self, ids: Iterable[str]) -> None:
         ids = list(ids)
-        if not ids:
-            return
-        cur = (
-            self.store.get()
-            .execute(
-                "UPDATE notices SET state = 'suppressed', updated_at = now()"
-                " WHERE id IN (SELECT unnest($ids::VARCHAR[])) AND state = 'pending'",
-                {"ids": ids},
-            )
-            .fetchone()
-        )
-        self.report.suppressed += int(cur[0]) if cur else 0
+        if ids:
+            self.report.suppressed += outbox.suppress(self.store.get(), ids)
 
     def _inactive(self, chunk: list[_Item]) -> list[_Item]:
         """The chunk's notices whose subscriber is no longer active (a STOP, an erasure)."""
@@ -485,16 +387,7 @@ class _Run:
 
     def _send_chunk(self, chunk: list[_Item], queue: deque[_Item]) -> float:
         """Mark, send, record one chunk. Returns seconds to pause (backoff) before the next."""
-        conn = self.store.get()
-        claimed = {
-            str(r[0])
-            for r in conn.execute(
-                "UPDATE notices SET state = 'sending', attempt_at = now(),"
-                " attempts = attempts + 1, updated_at = now()"
-                " WHERE id IN (SELECT unnest($ids::VARCHAR[])) AND state = 'pending' RETURNING id",
-                {"ids": [it.id for it in chunk]},
-            ).fetchall()
-        }
+        claimed = outbox.claim(self.store.get(), [it.id for it in chunk])
         sent: list[tuple[_Item, SendResult]] = []
         failed: list[tuple[_Item, str | None]] = []
         opted: list[tuple[_Item, str | None]] = []
@@ -530,7 +423,8 @@ class _Run:
                 self._record(sent, failed, opted, doubt, unsent)
                 raise
             except TransientError as exc:
-                outcome = self._after_transient(it, exc, (r.gateway_id for _, r in sent))
+                began = utcnow() - timedelta(seconds=time.monotonic() - t0)
+                outcome = self._after_transient(it, exc, began, (r.gateway_id for _, r in sent))
                 if isinstance(outcome, SendResult):
                     queue.popleft()
                     sent.append((it, outcome))
@@ -556,14 +450,16 @@ class _Run:
         return pause
 
     def _after_transient(
-        self, it: _Item, exc: TransientError, taken: Iterable[str]
+        self, it: _Item, exc: TransientError, began: datetime, taken: Iterable[str]
     ) -> SendResult | bool | None:
-        """A request that may have reached the gateway is looked up before any retry."""
+        """A request (started at ``began``) that may have reached the gateway is looked up
+        before any retry."""
         if not exc.maybe_sent:
             return False
         try:
-            since = utcnow() - LOOKUP_SKEW
-            found = self._find_sent(it.id, it.to, since, it.body, set(taken))
+            found = reconcile.find_sent(
+                self.store.get(), self.gateway, it.id, it.to, began, it.body, taken
+            )
         except GatewayError:
             return None
         if isinstance(found, SentRecord):
@@ -581,36 +477,16 @@ class _Run:
         """Write a chunk's outcomes in one transaction. Never moves a notice backwards."""
         conn = self.store.get()
         with db.transaction(conn):
-            if sent:
-                conn.execute(
-                    "UPDATE notices SET state = 'sent', gateway_id = v.gid, segments = v.seg,"
-                    " sent_at = now(), error_code = NULL, updated_at = now()"
-                    " FROM (SELECT unnest($ids::VARCHAR[]) AS id, unnest($gids::VARCHAR[]) AS gid,"
-                    "       unnest($segs::INTEGER[]) AS seg) v"
-                    " WHERE notices.id = v.id AND notices.state = 'sending'",
-                    {
-                        "ids": [i.id for i, _ in sent],
-                        "gids": [r.gateway_id for _, r in sent],
-                        "segs": [r.segments for _, r in sent],
-                    },
-                )
-            for state, rows in (("failed", failed), ("suppressed", opted)):
-                if rows:
-                    conn.execute(
-                        f"UPDATE notices SET state = '{state}', error_code = v.code,"
-                        " updated_at = now()"
-                        " FROM (SELECT unnest($ids::VARCHAR[]) AS id,"
-                        "       unnest($codes::VARCHAR[]) AS code) v"
-                        " WHERE notices.id = v.id AND notices.state = 'sending'",
-                        {"ids": [i.id for i, _ in rows], "codes": [c for _, c in rows]},
-                    )
-            for state, items in (("in_doubt", doubt), ("pending", unsent)):
-                if items:
-                    conn.execute(
-                        f"UPDATE notices SET state = '{state}', updated_at = now()"
-                        " WHERE id IN (SELECT unnest($ids::VARCHAR[])) AND state = 'sending'",
-                        {"ids": [i.id for i in items]},
-                    )
+            outbox.mark_sent(
+                conn,
+                [i.id for i, _ in sent],
+                [r.gateway_id for _, r in sent],
+                [r.segments for _, r in sent],
+            )
+            outbox.mark_failed(conn, [i.id for i, _ in failed], [c for _, c in failed])
+            outbox.mark_opted_out(conn, [i.id for i, _ in opted], [c for _, c in opted])
+            outbox.mark_in_doubt(conn, [i.id for i in doubt])
+            outbox.release(conn, [i.id for i in unsent])
             for it, code in opted:
                 if code is not None:
                     self._opt_out(conn, it.subscriber_id, code)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from breach_notify.errors import BadInput
 from breach_notify.kinds import KINDS
-from breach_notify.notify import segments
 from breach_notify.settings import Settings
+from breach_notify.sms import segments
 
 # Bit i of ``breach_pseudonyms.kinds`` = KIND_BITS[i]: the ingest's own table, one source of truth.
 KIND_BITS: tuple[str, ...] = KINDS

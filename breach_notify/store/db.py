@@ -1,4 +1,5 @@
-"""The one place that opens the DuckDB file, with the project's settings, migrated.
+"""The one place that opens the DuckDB file (with the project's settings, migrated) and the one
+transaction helper.
 
 DuckDB lets one process hold the file for writing. Every component therefore opens, works and
 closes; a process that waits (rate limit, schedule) must not hold a connection meanwhile.
@@ -9,13 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import duckdb
 
 from breach_notify.errors import OperationalError
 from breach_notify.settings import Settings
-from breach_notify.store.migrate import migrate
+from breach_notify.store.migrate import available, schema_version
 
 
 def connect(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -52,16 +53,76 @@ def connect(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPyCo
     return conn
 
 
+def in_transaction(conn: duckdb.DuckDBPyConnection) -> bool:
+    """True inside BEGIN … COMMIT: the transaction id only moves between statements otherwise."""
+    first = conn.execute("SELECT txid_current()").fetchone()
+    second = conn.execute("SELECT txid_current()").fetchone()
+    return first == second
+
+
 @contextmanager
 def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """BEGIN … COMMIT, or ROLLBACK on any exception."""
+    """BEGIN … COMMIT, or ROLLBACK on any exception (which is re-raised).
+
+    Inside a transaction already open on ``conn`` this joins it (DuckDB cannot nest them): the
+    outer one commits or rolls back everything, so a function can be atomic on its own and part
+    of its caller's transaction alike.
+    """
+    if in_transaction(conn):
+        yield conn
+        return
     conn.execute("BEGIN TRANSACTION")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        with suppress(duckdb.TransactionException):  # a failed COMMIT may have ended it
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+
+
+def migrate(conn: duckdb.DuckDBPyConnection) -> int:
+    """Apply the migrations not applied yet, each in its own transaction; the schema version."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+    for version, name, sql in available():
+        if version in done:
+            continue
+        with transaction(conn):
+            conn.execute(sql)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name]
+            )
+    return schema_version(conn)
+
+
+class LazyConnection:
+    """A connection opened on first use, closed before any wait (see the module's docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self.opened_at = 0.0
+
+    def get(self) -> duckdb.DuckDBPyConnection:
+        """The open connection, opening (and migrating) the store if needed."""
+        if self._conn is None:
+            self._conn = connect(self.settings)
+            self.opened_at = time.monotonic()
+        return self._conn
+
+    def held_for(self) -> float:
+        """Seconds since the store was opened; 0 while closed."""
+        return time.monotonic() - self.opened_at if self._conn is not None else 0.0
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 @contextmanager

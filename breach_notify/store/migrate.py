@@ -1,4 +1,7 @@
-"""Numbered SQL migrations (``migrations/NNN_name.sql``), each applied once, in a transaction."""
+"""The numbered SQL migrations shipped with the package (``migrations/NNN_name.sql``).
+
+``store.db.migrate`` applies the missing ones, each once, in a transaction.
+"""
 
 from __future__ import annotations
 
@@ -21,29 +24,6 @@ def available() -> list[tuple[int, str, str]]:
 
 
 def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
+    """The highest migration applied to the store (0 for none)."""
     rows = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()
     return int(rows[0][0]) if rows else 0
-
-
-def migrate(conn: duckdb.DuckDBPyConnection) -> int:
-    """Apply what is missing; return the schema version."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
-        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    )
-    done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
-    for version, name, sql in available():
-        if version in done:
-            continue
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            conn.execute(sql)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name]
-            )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-    return schema_version(conn)

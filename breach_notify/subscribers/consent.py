@@ -10,6 +10,7 @@ from datetime import datetime
 
 import duckdb
 
+from breach_notify.store.db import transaction
 from breach_notify.subscribers import codes, events
 
 DOUBLE_OPT_IN = "sms-double-opt-in"
@@ -26,7 +27,7 @@ def opt_out(
 ) -> None:
     """Pending or active → opted_out (idempotent). Outstanding codes are retired."""
     now = now or events.utcnow()
-    with events.atomic(conn):
+    with transaction(conn):
         changed = conn.execute(
             "UPDATE subscribers SET status = 'opted_out', updated_at = ?"
             " WHERE id = ? AND status IN ('pending', 'active') RETURNING id",
@@ -46,7 +47,7 @@ def activate(
 ) -> bool:
     """Pending or opted_out → active, recording when and how consent was given."""
     now = now or events.utcnow()
-    with events.atomic(conn):
+    with transaction(conn):
         changed = conn.execute(
             "UPDATE subscribers SET status = 'active', confirmed_at = ?, consent_source = ?,"
             " updated_at = ? WHERE id = ? AND status IN ('pending', 'opted_out') RETURNING id",
@@ -63,7 +64,7 @@ def resume(
 ) -> bool:
     """START / UNSTOP: opted_out → active, only for someone who once confirmed."""
     now = now or events.utcnow()
-    with events.atomic(conn):
+    with transaction(conn):
         changed = conn.execute(
             "UPDATE subscribers SET status = 'active', updated_at = ?"
             " WHERE id = ? AND status = 'opted_out' AND confirmed_at IS NOT NULL RETURNING id",

@@ -1,7 +1,8 @@
-"""Erasure: pseudonyms, sealed number and codes deleted; unsent notices suppressed; tombstone kept.
+"""Erasure: pseudonyms, sealed number and codes deleted; a tombstone kept.
 
-The tombstone is the row's id, status ``erased`` and its PII-free events. Note: with the
-pseudonym gone, an erased number imported again from an old list is a new subscriber.
+The tombstone is the row's id, status ``erased`` and its PII-free events. Unsent notices are the
+outbox's: ``notify.outbox.erase`` calls this and cancels them in the same transaction. Note: with
+the pseudonym gone, an erased number imported again from an old list is a new subscriber.
 """
 
 from __future__ import annotations
@@ -10,17 +11,16 @@ from datetime import datetime
 
 import duckdb
 
+from breach_notify.store.db import transaction
 from breach_notify.subscribers import codes, events, pseudonyms
-
-UNSENT = ("pending", "sending", "in_doubt")
 
 
 def erase(
     conn: duckdb.DuckDBPyConnection, subscriber_id: str, source: str, now: datetime | None = None
-) -> int:
-    """Erase one subscriber; returns how many unsent notices were suppressed."""
+) -> None:
+    """Erase one subscriber's number, pseudonyms and codes; record the ``erased`` event."""
     now = now or events.utcnow()
-    with events.atomic(conn):
+    with transaction(conn):
         conn.execute(
             "UPDATE subscribers SET status = 'erased', pseudonym = NULL, pseudonym_key_id = NULL,"
             " sealed = NULL, seal_key_id = NULL, consent_source = NULL, updated_at = ?"
@@ -29,10 +29,4 @@ def erase(
         )
         pseudonyms.forget(conn, subscriber_id)
         codes.forget(conn, subscriber_id)
-        suppressed = conn.execute(
-            "UPDATE notices SET state = 'suppressed', updated_at = ?"
-            " WHERE subscriber_id = ? AND state IN (SELECT unnest(?::VARCHAR[])) RETURNING id",
-            [now, subscriber_id, list(UNSENT)],
-        ).fetchall()
         events.record(conn, subscriber_id, "erased", source, now)
-    return len(suppressed)

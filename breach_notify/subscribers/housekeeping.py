@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 
+from breach_notify.store.db import transaction
 from breach_notify.subscribers import codes, events
 
 PENDING_TTL = timedelta(hours=24)
@@ -14,10 +15,11 @@ PENDING_TTL = timedelta(hours=24)
 def expire_pending(conn: duckdb.DuckDBPyConnection, now: datetime) -> int:
     """Remove pending subscribers whose last code (or creation) is over 24 h old.
 
-    The row, its pseudonyms and codes are deleted; an ``expired`` event is the tombstone.
+    The row, its pseudonyms and codes are deleted; an ``expired`` event is the tombstone. A
+    pending subscriber has no notices (match takes active subscribers only), so none is touched.
     """
     cutoff = now - PENDING_TTL
-    with events.atomic(conn):
+    with transaction(conn):
         ids = [
             str(r[0])
             for r in conn.execute(
@@ -35,11 +37,6 @@ def expire_pending(conn: duckdb.DuckDBPyConnection, now: datetime) -> int:
             conn.execute(
                 "DELETE FROM confirmation_codes WHERE subscriber_id IN (SELECT unnest(?))", [ids]
             )
-            conn.execute(
-                "UPDATE notices SET state = 'suppressed', updated_at = ?"
-                " WHERE subscriber_id IN (SELECT unnest(?)) AND state = 'pending'",
-                [now, ids],
-            )
             conn.execute("DELETE FROM subscribers WHERE id IN (SELECT unnest(?))", [ids])
             conn.executemany(
                 "INSERT INTO subscriber_events (subscriber_id, event, source, occurred_at)"
@@ -53,6 +50,6 @@ def run(conn: duckdb.DuckDBPyConnection, now: datetime | None = None) -> dict[st
     """Both clean-ups; counts only."""
     now = now or events.utcnow()
     expired = expire_pending(conn, now)
-    with events.atomic(conn):
+    with transaction(conn):
         purged = codes.purge(conn, now)
     return {"pending_expired": expired, "codes_purged": purged}

@@ -19,9 +19,9 @@ import pyarrow as pa
 from breach_notify import redact, text_rules
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput
-from breach_notify.notify.gateway import Gateway
 from breach_notify.numbers import E164, InvalidNumber, parse_number
 from breach_notify.settings import Settings
+from breach_notify.sms.gateway import Gateway
 from breach_notify.store.db import transaction
 from breach_notify.subscribers import codes, consent, events, optin, registry
 

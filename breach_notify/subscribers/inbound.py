@@ -10,6 +10,7 @@ import duckdb
 from breach_notify.crypto import Keyring
 from breach_notify.numbers import InvalidNumber, parse_number
 from breach_notify.settings import Settings
+from breach_notify.store.db import transaction
 from breach_notify.subscribers import consent, events, optin, registry, texts
 from breach_notify.subscribers.keywords import Intent, classify
 
@@ -47,7 +48,7 @@ def handle(
         number = parse_number(sender)
     except InvalidNumber:
         number = None
-    with events.atomic(conn):
+    with transaction(conn):
         sub = registry.find(conn, ring, number) if number is not None else None
         changed = False
         if sub is not None:

@@ -14,10 +14,10 @@ import duckdb
 
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput
-from breach_notify.notify.errors import GatewayError
-from breach_notify.notify.gateway import Gateway, Message
 from breach_notify.numbers import E164
 from breach_notify.settings import Settings
+from breach_notify.sms.errors import GatewayError
+from breach_notify.sms.gateway import Gateway, Message
 from breach_notify.store.db import transaction
 from breach_notify.subscribers import codes, consent, events, registry, texts
 

@@ -23,7 +23,8 @@ import duckdb
 from breach_notify.crypto import Keyring
 from breach_notify.numbers import E164
 from breach_notify.settings import Settings
-from breach_notify.subscribers import consent, events
+from breach_notify.store.db import transaction
+from breach_notify.subscribers import consent
 
 SOURCE = "sms:spooled"
 
@@ -80,7 +81,7 @@ def apply(conn: duckdb.DuckDBPyConnection, settings: Settings) -> int:
             spool.rename(folder / f"optout.applying-{time.time_ns():020d}-{os.getpid()}")
     changed = 0
     for taken in sorted(folder.glob("optout.applying-*")):
-        with events.atomic(conn):
+        with transaction(conn):
             for raw in taken.read_text().splitlines():
                 try:
                     entry = json.loads(raw)

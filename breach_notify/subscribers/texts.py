@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from breach_notify.errors import BadInput
-from breach_notify.notify import segments
 from breach_notify.settings import Settings
+from breach_notify.sms import segments
 
 
 def fits_one_segment(text: str) -> bool:

@@ -32,7 +32,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BreachNotifyError, OperationalError
-from breach_notify.notify import delivery
+from breach_notify.notify import outbox
 from breach_notify.numbers import InvalidNumber, parse_number
 from breach_notify.settings import Settings
 from breach_notify.store.db import session
@@ -144,9 +144,9 @@ def create_app(settings: Settings, *, public_url: str, auth_token: str) -> Starl
         error_code = params.get("ErrorCode") or None
 
         def work(conn: duckdb.DuckDBPyConnection, ring: Keyring) -> bool:
-            changed = delivery.record_delivery(conn, gateway_id, status, error_code)
-            if error_code == delivery.OPTED_OUT_CODE:
-                subscriber_id = delivery.subscriber_of(conn, gateway_id)
+            changed = outbox.record_delivery(conn, gateway_id, status, error_code)
+            if error_code == outbox.OPTED_OUT_CODE:
+                subscriber_id = outbox.subscriber_of(conn, gateway_id)
                 if subscriber_id is not None:
                     consent.opt_out(conn, subscriber_id, "gateway")
             return changed

@@ -68,7 +68,7 @@ def env(api_key: bool = False) -> dict[str, str]:
 
 
 def _segments(body: str) -> int:
-    # Independent of breach_notify.notify.segments on purpose (a cross-check, roughly Twilio's).
+    # Independent of breach_notify.sms.segments on purpose (a cross-check, roughly Twilio's).
     if all(c in _GSM for c in body):
         units = len(body) + sum(c in "^{}\\[~]|€" for c in body)
         return 1 if units <= 160 else -(-units // 153)

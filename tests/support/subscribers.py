@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from breach_notify.notify.gateways.memory import MemoryGateway
+from breach_notify.sms.gateways.memory import MemoryGateway
 
 # Valid numbers of each kind (phonenumbers' own examples and neighbours).
 GB_MOBILE = "+447400123456"

@@ -14,7 +14,7 @@ CREATE TABLE notices (
     gateway_id    VARCHAR,                       -- the gateway's message id (Twilio SM…)
     error_code    VARCHAR,                       -- the gateway's error code, never its text
     segments      INTEGER,
-    delivered_at  TIMESTAMPTZ,                   -- delivery callbacks (notify/delivery.py)
+    delivered_at  TIMESTAMPTZ,                   -- delivery callbacks (notify/outbox.py)
     created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     UNIQUE (subscriber_id, breach_id)

@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from breach_notify.notify import segments
-from breach_notify.notify.errors import BadGatewayURL, InvalidMessage
 from breach_notify.numbers import E164
 from breach_notify.settings import Settings
+from breach_notify.sms import segments
+from breach_notify.sms.errors import BadGatewayURL, InvalidMessage
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,11 @@ class SentRecord:
 
 @runtime_checkable
 class Gateway(Protocol):
-    """``send`` is the whole contract; ``lookup`` returns None when the gateway cannot tell."""
+    """``send`` is the whole contract.
+
+    ``lookup(to, since)`` lists the messages to ``to`` created at or after ``since``, taken as
+    given (the caller allows for clock skew), or returns None when the gateway cannot tell.
+    """
 
     name: str
 
@@ -129,4 +133,4 @@ def open_gateway(url: str, settings: Settings) -> Gateway:
 
 def _load_builtin() -> None:
     # Importing registers; kept lazy so that the twilio SDK loads only when asked for.
-    from breach_notify.notify import gateways  # noqa: F401
+    from breach_notify.sms import gateways  # noqa: F401

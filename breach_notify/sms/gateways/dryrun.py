@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-from breach_notify.notify.errors import BadGatewayURL
-from breach_notify.notify.gateway import Message, SendResult, SentRecord, register, validate
 from breach_notify.numbers import E164, mask
 from breach_notify.settings import Settings
+from breach_notify.sms.errors import BadGatewayURL
+from breach_notify.sms.gateway import Message, SendResult, SentRecord, register, validate
 
 
 class DryRunGateway:

@@ -7,9 +7,9 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from breach_notify.notify.gateway import Message, SendResult, SentRecord, register, validate
 from breach_notify.numbers import E164
 from breach_notify.settings import Settings
+from breach_notify.sms.gateway import Message, SendResult, SentRecord, register, validate
 
 
 class MemoryGateway:

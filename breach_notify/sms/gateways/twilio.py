@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -26,7 +26,10 @@ from twilio.http.response import Response
 from twilio.rest import Client
 from urllib3.util.retry import Retry
 
-from breach_notify.notify.errors import (
+from breach_notify.numbers import E164
+from breach_notify.redact import RedactingFilter
+from breach_notify.settings import Settings
+from breach_notify.sms.errors import (
     AccountError,
     BadGatewayURL,
     GatewayError,
@@ -34,13 +37,9 @@ from breach_notify.notify.errors import (
     RecipientOptedOut,
     TransientError,
 )
-from breach_notify.notify.gateway import Message, SendResult, SentRecord, validate
-from breach_notify.numbers import E164
-from breach_notify.redact import RedactingFilter
-from breach_notify.settings import Settings
+from breach_notify.sms.gateway import Message, SendResult, SentRecord, validate
 
 DEFAULT_TIMEOUT = 10.0
-LOOKUP_SKEW = timedelta(minutes=2)  # clock difference tolerated between us and Twilio
 
 # Twilio error codes (https://www.twilio.com/docs/api/errors), one table.
 OPTED_OUT = frozenset({21610})
@@ -90,7 +89,7 @@ PERMANENT = frozenset(
     }
 )
 
-_sdk_log = logging.getLogger("breach_notify.notify.twilio.sdk")
+_sdk_log = logging.getLogger("breach_notify.sms.twilio.sdk")
 _sdk_log.addHandler(logging.NullHandler())
 _sdk_log.propagate = False
 _sdk_log.setLevel(logging.CRITICAL)
@@ -257,7 +256,7 @@ class TwilioGateway:
 
     def lookup(self, to: E164, since: datetime) -> list[SentRecord]:
         """Messages to ``to`` sent since ``since`` (``To`` and ``DateSent>`` filters)."""
-        after = (since.astimezone(UTC) - LOOKUP_SKEW).replace(microsecond=0)
+        after = since.astimezone(UTC).replace(microsecond=0)
         try:
             found = self._client.messages.list(to=to.value, date_sent_after=after, limit=200)
         except Exception as exc:
