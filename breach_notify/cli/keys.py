@@ -10,6 +10,7 @@ import typer
 from breach_notify.cli.common import JsonOption, emit, err, keyring, settings
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput
+from breach_notify.notify import outbox
 from breach_notify.store.db import session
 from breach_notify.store.keycheck import check
 
@@ -98,14 +99,9 @@ def verify(ctx: typer.Context, as_json: bool = JsonOption) -> None:
 
 
 def on_keyring_verified(conn: duckdb.DuckDBPyConnection, ring: Keyring) -> dict[str, Any]:
-    """Hook: work that waits for a verified keyring, run in ``keys verify``'s session once every
-    check passed. Returns extra output fields.
-
-    The place to retry notices whose number could not be opened before the key was restored
-    (``notify.retry_undecryptable(conn, ring)``, once that exists). Nothing yet.
-    """
-    del conn, ring
-    return {}
+    """Work that waits for a verified keyring, run in ``keys verify``'s session once every check
+    passed: notices whose number could not be opened go back to pending. Extra output fields."""
+    return {"notices_retried": outbox.retry_undecryptable(conn, ring)}
 
 
 def register(app: typer.Typer) -> None:
