@@ -249,6 +249,7 @@ def test_keys_verify_names_the_missing_key_ids_and_counts(tmp_path: Path, home: 
         "breaches_checked": 1,
         "breaches_missing_key": {},
         "missing_key_ids": [],
+        "notices_retried": 0,
     }
     assert run("keys", "rotate", "--seal")[0] == 0
     assert run("keys", "rotate", "--pseudonym")[0] == 0
