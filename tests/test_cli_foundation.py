@@ -17,7 +17,7 @@ def test_keys_init_json_and_mode(cli, home: Path) -> None:  # type: ignore[no-un
     assert res.code == 0, res.stderr
     assert res.json == {
         "keyring": str(home / "keyring.json"),
-        "key_ids": {"pseudonym": ["p1"], "seal": ["s1"], "code": ["c1"]},
+        "key_ids": {"pseudonym": ["p1"], "seal": ["s1"], "code": ["c1"], "oprf": ["o1"]},
     }
     assert stat.S_IMODE((home / "keyring.json").stat().st_mode) == 0o600
 
@@ -59,6 +59,15 @@ def test_usage_errors_are_exit_2(cli) -> None:  # type: ignore[no-untyped-def]
         assert "error" in res.stderr.lower()
 
 
+def test_keys_rotate_oprf_adds_a_version_and_two_flags_are_exit_2(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("keys", "init")
+    res = cli("keys", "rotate", "--oprf", "--json")
+    assert res.code == 0, res.stderr
+    assert res.json["active"] == "o2" and res.json["key_ids"]["oprf"] == ["o1", "o2"]
+    res = cli("keys", "rotate", "--oprf", "--seal", "--json")
+    assert res.code == 2 and "exactly one of" in res.json["error"]
+
+
 def test_exposed_keyring_is_exit_2_with_fix(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
     cli("keys", "init")
     (home / "keyring.json").chmod(0o644)
@@ -77,7 +86,9 @@ def test_no_key_material_in_store_or_output(
     ]
     data = json.loads((home / "keyring.json").read_text())
     secrets = [
-        base64.b64decode(v) for p in ("pseudonym", "seal", "code") for v in data[p]["keys"].values()
+        base64.b64decode(v)
+        for p in ("pseudonym", "seal", "code", "oprf")
+        for v in data[p]["keys"].values()
     ]
     forms = set()
     for key in secrets:
