@@ -28,6 +28,9 @@ def ingest(
         None, "--default-region", help="Region for national numbers (CSV), e.g. GB."
     ),
     k: int = typer.Option(None, "--k", help="k-anonymity: minimum bucket size [default: 50]."),
+    self_check: bool = typer.Option(
+        False, "--self-check", help="Also store the OPRF tags of the private self-check."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Normalise, pseudonymise, deduplicate and bucket dump files (all-or-nothing)."""
@@ -44,6 +47,7 @@ def ingest(
         phone_column=phone_column,
         default_region=default_region,
         k=k,
+        self_check=self_check,
         progress=byte_bar,
     )
     d = report.as_dict()
