@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # Webhooks
     public_url: str | None = None
     max_body_bytes: int = 16_384
+    # The self-check API refuses requests without a valid proof of work unless this is off.
+    self_check_require_pow: bool = True
 
     # Schedules (cron strings, in ``schedule_timezone``)
     schedule_timezone: str = "UTC"
