@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -178,3 +179,51 @@ def test_breach_toml_self_check_key(tmp_path: Path) -> None:
     (folder / "breach.toml").write_text(head + "self_check = 1\n")
     with pytest.raises(Exception, match="self_check must be true or false"):
         read_folder(folder)
+
+
+def test_shards_tagged_separately_merge_into_the_same_tags(
+    settings: Settings, keyring: Keyring, tmp_path: Path
+) -> None:
+    """The scale-out route (Dask): each worker tags its own byte-range shards."""
+    from breach_notify.ingest import make_spec, merge_shards, plan_shards, process_shard
+    from breach_notify.store.db import session as open_store
+
+    f = tmp_path / "France.txt"
+    truth = write_facebook(f, 1500, seed=12)
+    out = tmp_path / "parts"
+    shards = plan_shards([f], "facebook-2021", shard_bytes=20_000)
+    assert len(shards) > 5
+    with open_store(settings) as conn:
+        plan = selfcheck.plan(
+            conn,
+            keyring,
+            settings.keyring_path,
+            "fb",
+            enabled=True,
+            nbytes=f.stat().st_size,
+            out_dir=out,
+        )
+    assert plan is not None
+    spec = dataclasses.replace(make_spec(settings, "fb"), self_check=plan)
+    kid = keyring.active_id("pseudonym")
+    results = [process_shard(s, settings.keyring_path, kid, spec, out) for s in shards]
+    assert sum(len(r.tag_files) for r in results) == len(shards)
+    report = merge_shards(settings, spec, results)
+    assert report.self_check is not None and report.self_check["tags"] == truth.distinct
+    bits = report.self_check["bucket_bits"]
+    assert tags(settings, "fb") == expected(keyring, set(truth.kinds), bits)
+    assert scan([out], sorted(set(truth.numbers))[:150]) == []
+
+
+def test_cli_ingest_self_check_reports_the_tags(cli, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("keys", "init").code == 0
+    f = tmp_path / "France.txt"
+    truth = write_facebook(f, 400, seed=13)
+    res = cli("ingest", str(f), "--breach", "fb", "--self-check", "--json")
+    assert res.code == 0, res.stderr
+    assert res.json["self_check"]["tags"] == truth.distinct
+    assert res.json["self_check"]["key_id"] == "o1"
+    plain = cli("ingest", str(f), "--breach", "fb", "--self-check")
+    assert plain.code == 0 and "1 file(s) already known" in plain.stdout
+    sample = sorted(set(truth.numbers))[::20]
+    assert scan([home], sample, [res.stdout, res.stderr, plain.stdout, plain.stderr]) == []

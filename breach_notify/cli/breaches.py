@@ -58,6 +58,12 @@ def ingest(
         f"(k={d['k']}, smallest {d['min_bucket']}); {d['files_skipped']} file(s) already known; "
         f"{d['seconds']} s"
     )
+    if d.get("self_check"):
+        sc = d["self_check"]
+        human += (
+            f"; self-check: {sc['tags']} tags under OPRF key {sc['key_id']}, buckets of "
+            f"{sc['bucket_bits']} bits (largest {sc['max_bucket']})"
+        )
     emit(as_json, d, human)
 
 
