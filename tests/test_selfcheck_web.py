@@ -298,3 +298,25 @@ def test_proof_of_work_is_required_unless_turned_off(tmp_path: Path) -> None:
     assert post(web_selfcheck.routes(settings, pow_check=lambda *a: True)).status_code == 200
     off = settings.model_copy(update={"self_check_require_pow": False})
     assert post(web_selfcheck.routes(off)).status_code == 200
+
+
+def test_a_breach_tagged_while_serving_is_served_after_the_reload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web_selfcheck, "RELOAD_SECONDS", 0.0)
+    settings = Settings(home=tmp_path / "home", self_check_require_pow=False)
+    keyring = Keyring.create(settings.keyring_path)
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    write_facebook(a, 60, seed=31)
+    tb = write_facebook(b, 60, seed=32)
+    ingest(settings, keyring, [a], "first", self_check=True)
+    with serve(Starlette(routes=web_selfcheck.routes(settings))) as url:
+        assert [x["id"] for x in httpx.get(f"{url}/check/config").json()["breaches"]] == ["first"]
+        inside = sorted(tb.kinds)[0]
+        assert not check(inside, url).found
+        ingest(settings, keyring, [b], "second", title="Second", self_check=True)
+        time.sleep(0.05)  # a new modification time
+        ids = [x["id"] for x in httpx.get(f"{url}/check/config").json()["breaches"]]
+        assert ids == ["first", "second"]
+        got = check(inside, url)
+        assert got.verified and [x["id"] for x in got.breaches] == ["second"]

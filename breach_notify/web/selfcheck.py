@@ -160,6 +160,7 @@ class Snapshots:
         self._lock = threading.Lock()
         self._current: Snapshot | None = None
         self._stamp: tuple[float, int] | None = None
+        self._signature: list[Any] | None = None
         self._checked = 0.0
 
     def get(self) -> Snapshot:
@@ -183,14 +184,21 @@ class Snapshots:
         if stamp == self._stamp and self._current is not None:
             return
         try:
-            ring = Keyring.load(self._settings.keyring_path)
             conn = connect(self._settings)  # the web app's own configuration (one per process)
             try:
-                self._current = load(conn, ring)
+                # the store also changes for other reasons (webhooks): reload the tags only when
+                # the self-check breaches did
+                signature = conn.execute(
+                    "SELECT list((breach_id, oprf_key_id, tags, updated_at) ORDER BY breach_id)"
+                    " FROM selfcheck_breaches"
+                ).fetchall()
+                if signature != self._signature or self._current is None:
+                    self._current = load(conn, Keyring.load(self._settings.keyring_path))
+                    self._signature = signature
+                    log.info("self-check data loaded: %d breach(es)", len(self._current.breaches))
             finally:
                 conn.close()
             self._stamp = stamp
-            log.info("self-check data loaded: %d breach(es)", len(self._current.breaches))
         except (BreachNotifyError, duckdb.Error) as exc:
             log.warning("self-check data not reloaded (%s)", type(exc).__name__)
             if self._current is None and isinstance(exc, duckdb.CatalogException):
