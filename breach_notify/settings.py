@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     limit_per_prefix: str = "20/hour;100/day"
     limit_confirm_per_client: str = "20/hour"
     signup_sms_daily_budget: int = 500
+    # Behind a reverse proxy every client has the proxy's address: take the client's from the
+    # last X-Forwarded-For entry instead (only when the proxy sets it).
+    web_trust_proxy: bool = False
 
     # Schedules (cron strings, in ``schedule_timezone``)
     schedule_timezone: str = "UTC"

@@ -38,6 +38,7 @@ from breach_notify.settings import Settings
 from breach_notify.store.db import session
 from breach_notify.subscribers import consent, inbound, spool
 from breach_notify.subscribers.keywords import Intent
+from breach_notify.web import pages
 
 log = logging.getLogger("breach_notify.webhooks")
 T = TypeVar("T")
@@ -173,6 +174,7 @@ def create_app(settings: Settings, *, public_url: str, auth_token: str) -> Starl
             Route("/twilio/inbound", inbound_sms, methods=["POST"]),
             Route("/twilio/status", status_callback, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            *pages.routes(settings),
         ]
     )
 
