@@ -37,9 +37,14 @@ def _hash(
 
 
 def rate_limited(conn: duckdb.DuckDBPyConnection, subscriber_id: str, now: datetime) -> bool:
-    """True when a new code now would exceed one per minute or three per day."""
+    """True when a new code now would exceed one per minute or three per day.
+
+    A code that was used does not count against the minute: its owner is there (a sign-up
+    confirmed a moment ago may ask for a stop code straight away).
+    """
     row = conn.execute(
-        "SELECT count(*) FILTER (created_at > ?), count(*) FILTER (created_at > ?)"
+        "SELECT count(*) FILTER (created_at > ? AND used_at IS NULL),"
+        " count(*) FILTER (created_at > ?)"
         " FROM confirmation_codes WHERE subscriber_id = ?",
         [now - timedelta(minutes=1), now - timedelta(days=1), subscriber_id],
     ).fetchone()
