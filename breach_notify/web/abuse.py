@@ -126,13 +126,14 @@ class ProofOfWork:
             self._used[nonce] = expires
         return True
 
-    def solve(self, challenge: dict[str, Any]) -> str:
-        """Solve a challenge in Python (tests and benchmarks): the payload a widget would post."""
-        parsed = altcha.Challenge.from_dict(challenge)
-        solution = altcha.solve_challenge(parsed)
-        if solution is None:
-            raise RuntimeError("proof of work not solved in time")
-        return altcha.Payload(parsed, solution).to_base64()
+
+def solve(challenge: dict[str, Any]) -> str:
+    """Solve a challenge in Python (tests, benchmarks): the payload the widget would post."""
+    parsed = altcha.Challenge.from_dict(challenge)
+    solution = altcha.solve_challenge(parsed)
+    if solution is None:
+        raise RuntimeError("proof of work not solved in time")
+    return str(altcha.Payload(parsed, solution).to_base64())
 
 
 def _day_start(now: datetime) -> datetime:
@@ -169,6 +170,10 @@ class SmsBudget:
         self._day: datetime | None = None
         self._spent = 0
         self._lock = threading.Lock()
+
+    def stale(self) -> bool:
+        """True when the next call must read the store (first use, or a new day began)."""
+        return self._day != _day_start(datetime.now(UTC))
 
     def _roll(self) -> None:
         today = _day_start(datetime.now(UTC))

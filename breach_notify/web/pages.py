@@ -150,6 +150,28 @@ class Front:
         self.allowed = settings.allowed_country_codes
         self.env = _templates()
         self.limit = min(settings.max_body_bytes, 16_384)
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    @property
+    def busy(self) -> int:
+        """Background tasks (store work, SMS) not finished yet."""
+        return self._busy
+
+    def later(self, work: Callable[..., None], *args: Any) -> BackgroundTask:
+        """``work(*args)`` after the response. The connection is closed with the response, so
+        a next request on it cannot be delayed by this work (timing would tell state)."""
+        with self._busy_lock:
+            self._busy += 1
+
+        def run() -> None:
+            try:
+                work(*args)
+            finally:
+                with self._busy_lock:
+                    self._busy -= 1
+
+        return BackgroundTask(run)
 
     def _budget_seed(self) -> int:
         return self.store.run(lambda conn, ring: abuse.budget_spent(conn))
@@ -415,7 +437,9 @@ class Front:
         if errors:
             return self.signup_form(request, lang, status=400, errors=errors, values=form)
         assert number is not None
-        if not await run_in_threadpool(self.budget.reserve):
+        if self.budget.stale():  # once a day the count is read from the store
+            await run_in_threadpool(self.budget.remaining)
+        if not self.budget.reserve():
             log.info("sign-up refused: daily SMS budget spent")
             retry = str(self.budget.seconds_to_reset())
             return self.notice(request, lang, "budget", 503, headers={"Retry-After": retry})
@@ -429,8 +453,16 @@ class Front:
             cookie, Flow("signup", target, sms_language, consent, time.monotonic() + FLOW_TTL)
         )
         log.info("sign-up answered")
-        task = BackgroundTask(self.signup_later, target, sms_language, consent)
-        return self.render(request, "code.html", lang, kind="signup", errors={}, background=task)
+        task = self.later(self.signup_later, target, sms_language, consent)
+        return self.render(
+            request,
+            "code.html",
+            lang,
+            kind="signup",
+            errors={},
+            background=task,
+            headers={"Connection": "close"},
+        )
 
     async def confirm_page(self, request: Request) -> Response:
         lang = self._lang(request)
@@ -462,8 +494,16 @@ class Front:
         cookie = self.csrf.cookie_value(request) or ""
         self.flows.put(cookie, Flow("stop", target, lang, "", time.monotonic() + FLOW_TTL))
         log.info("stop answered")
-        task = BackgroundTask(self.stop_later, target)
-        return self.render(request, "code.html", lang, kind="stop", errors={}, background=task)
+        task = self.later(self.stop_later, target)
+        return self.render(
+            request,
+            "code.html",
+            lang,
+            kind="stop",
+            errors={},
+            background=task,
+            headers={"Connection": "close"},
+        )
 
     async def stop_confirm(self, request: Request) -> Response:
         return await self._code(request, "stop")

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -96,3 +100,54 @@ def wait_for(predicate: object, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         time.sleep(0.02)
+
+
+@dataclass
+class FrontProcess:
+    base: str
+    process: subprocess.Popen[str]
+    output: str = ""
+
+    def client(self, **headers: str) -> httpx.Client:
+        return httpx.Client(base_url=self.base, timeout=20, headers=headers)
+
+
+@contextmanager
+def serve_process(settings: Settings, **env: str) -> Iterator[FrontProcess]:
+    """The pages in a process of their own (settings passed as ``BREACH_NOTIFY_*``)."""
+    port = free_port()
+    values = {"BREACH_NOTIFY_HOME": str(settings.home), "BREACH_NOTIFY_GATEWAY": settings.gateway}
+    for name in ("pow_cost", "limit_per_client", "limit_per_client_without_pow",
+                 "limit_without_pow", "limit_per_number", "limit_per_prefix",
+                 "limit_confirm_per_client", "signup_sms_daily_budget"):  # fmt: skip
+        values[f"BREACH_NOTIFY_{name.upper()}"] = str(getattr(settings, name))
+    child_env = {**os.environ, **values, **env}
+    script = Path(__file__).with_name("front_server.py")
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(port)],
+        env=child_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    running = FrontProcess(f"http://127.0.0.1:{port}", proc)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(running.base + "/", timeout=1)
+            break
+        except httpx.HTTPError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("the pages process did not start") from None
+            time.sleep(0.1)
+    try:
+        yield running
+    finally:
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        running.output = err
