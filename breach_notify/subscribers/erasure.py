@@ -1,7 +1,8 @@
 """Erasure: pseudonyms, sealed number and codes deleted; unsent notices suppressed; tombstone kept.
 
-The tombstone is the row's id, status ``erased`` and its PII-free events. Note: with the
-pseudonym gone, an erased number imported again from an old list is a new subscriber.
+The tombstone is the row's id, status ``erased`` and its PII-free events. The pseudonyms move to
+the suppression list first (``suppression``), so an old list imported again cannot bring the
+number back; only the person's own fresh double opt-in can.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from datetime import datetime
 
 import duckdb
 
-from breach_notify.subscribers import codes, events, pseudonyms
+from breach_notify.subscribers import codes, events, pseudonyms, suppression
 
 UNSENT = ("pending", "sending", "in_doubt")
 
@@ -21,6 +22,7 @@ def erase(
     """Erase one subscriber; returns how many unsent notices were suppressed."""
     now = now or events.utcnow()
     with events.atomic(conn):
+        suppression.keep(conn, subscriber_id, "erased", now)
         conn.execute(
             "UPDATE subscribers SET status = 'erased', pseudonym = NULL, pseudonym_key_id = NULL,"
             " sealed = NULL, seal_key_id = NULL, consent_source = NULL, updated_at = ?"

@@ -39,6 +39,7 @@ from breach_notify.store.db import session
 from breach_notify.subscribers import consent, inbound, spool
 from breach_notify.subscribers.keywords import Intent
 from breach_notify.web import selfcheck
+from breach_notify.web import pages
 
 log = logging.getLogger("breach_notify.webhooks")
 T = TypeVar("T")
@@ -175,6 +176,7 @@ def create_app(settings: Settings, *, public_url: str, auth_token: str) -> Starl
             Route("/twilio/status", status_callback, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             *selfcheck.routes(settings),
+            *pages.routes(settings),
         ]
     )
 
