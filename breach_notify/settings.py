@@ -38,8 +38,13 @@ class Settings(BaseSettings):
     # Webhooks
     public_url: str | None = None
     max_body_bytes: int = 16_384
-    # The self-check API refuses requests without a valid proof of work unless this is off.
+    # The self-check API refuses requests without a valid proof of work (the pages' ALTCHA,
+    # so it needs pow_enabled) unless this is off. Its limits (``limits`` notation): per client
+    # address, per bucket (with few bucket bits this is a second global limit), and for all.
     self_check_require_pow: bool = True
+    self_check_limit_per_client: str = "20/hour;60/day"
+    self_check_limit_per_bucket: str = "30/hour;200/day"
+    self_check_limit_global: str = "2000/hour;20000/day"
     # Inbound words that make an unknown number pending (comma-separated; START always does).
     join_keywords: str = "JOIN"
 

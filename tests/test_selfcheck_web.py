@@ -8,22 +8,19 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from support.net import free_port
+from support.check import Recorder, serve
 from support.privacy import scan
 from support.synthetic import Truth, write_facebook
 
@@ -36,47 +33,6 @@ from breach_notify.web import selfcheck as web_selfcheck
 from breach_notify.web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class Recorder:
-    """ASGI wrapper keeping every request body the app received."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.bodies: list[tuple[str, bytes]] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-
-        async def recording() -> Any:
-            message = await receive()
-            if message["type"] == "http.request":
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body"):
-                    self.bodies.append((scope["path"], b"".join(chunks)))
-            return message
-
-        await self.app(scope, recording, send)
-
-
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @dataclass
@@ -222,7 +178,7 @@ def test_responses_for_the_fullest_and_the_emptiest_bucket_have_the_same_length(
             400,
             "not a valid ristretto255 element",
         ),
-        (json.dumps({"bucket": 0, "blinded": "x" * 2000, "pow": ""}), 413, "over 1024"),
+        (json.dumps({"bucket": 0, "blinded": "x" * 5000, "pow": ""}), 413, "over 4096"),
     ],
 )
 def test_malformed_requests_are_refused_without_echo(

@@ -1,5 +1,5 @@
-"""Abuse resistance for the sign-up and stop forms: proof of work (ALTCHA), rate limits and the
-daily SMS budget for sign-up codes.
+"""Abuse resistance for the sign-up and stop forms and the self-check: proof of work (ALTCHA),
+rate limits and the daily SMS budget for sign-up codes.
 
 - **Proof of work.** ``altcha`` challenges (PBKDF2-SHA256), signed with a per-process secret,
   valid 10 minutes, each accepted once. A form without a solution (no JavaScript) is served under
@@ -7,6 +7,8 @@ daily SMS budget for sign-up codes.
 - **Rate limits** (``limits``, in memory): per client address, per number, per number prefix
   (E.164 minus its last 4 digits: SMS pumping walks whole ranges). Keys are HMACs under a
   per-process key, so even the process memory holds no address or number as a key.
+- **Self-check.** The same proof of work guards ``POST /check/api``; :class:`SelfCheckLimits`
+  caps it per client address, per bucket and for everyone together.
 - **Budget.** Sign-up codes per UTC day. The web process keeps the count in memory (seeded from
   the store); ``budget_status`` counts the same thing from the store for ``status``.
 """
@@ -201,3 +203,23 @@ class SmsBudget:
     def seconds_to_reset(self) -> int:
         now = datetime.now(UTC)
         return int((_day_start(now) + timedelta(days=1) - now).total_seconds()) + 1
+
+
+class SelfCheckLimits(RateLimits):
+    """The self-check API's limits (``self_check_limit_*``): per client address, counted before
+    the proof of work is checked; per bucket and one budget for everyone, counted only for
+    requests with a valid proof (so that nobody can spend them for others without working)."""
+
+    def __init__(self, settings: Settings, key: bytes | None = None) -> None:
+        super().__init__(settings, key)
+        self._items = {
+            "check_client": parse_many(settings.self_check_limit_per_client),
+            "check_bucket": parse_many(settings.self_check_limit_per_bucket),
+            "check_global": parse_many(settings.self_check_limit_global),
+        }
+
+    def per_client(self, address: str) -> bool:
+        return self.allow("check_client", address)
+
+    def per_bucket_and_global(self, bucket: int) -> bool:
+        return self.allow("check_bucket", str(bucket)) and self.allow("check_global")

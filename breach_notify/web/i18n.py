@@ -178,6 +178,87 @@ MESSAGES: dict[str, dict[str, str]] = {
         "too_large_title": "That was too much",
         "too_large_body": "The form sent more than we accept. Please try again.",
         "not_found_title": "Page not found",
+        "nav_check": "Check your number",
+        "cta_check": "Check whether your number leaked",
+        "check_title": "Is your number in a leak?",
+        "check_intro": (
+            "Find out whether your phone number is in one of the leaks we know of. The check"
+            " runs in your browser: your number never leaves it."
+        ),
+        "check_how_title": "How your number stays private",
+        "check_how_body": (
+            "Your browser sends us only a short code computed from your number, which a great"
+            " many other numbers share, and a scrambled value that only your browser can"
+            " unscramble. We answer with the leak entries for that code, in a form only your"
+            " browser can recognise your number in. We never see your number, and the check"
+            " leaves nothing behind."
+        ),
+        "check_country_label": "Country of the number",
+        "check_number_label": "Phone number",
+        "check_submit": "Check my number",
+        "check_noscript": (
+            "This check runs in your browser, so it needs JavaScript. Without it nothing is"
+            " sent to us, and nothing can be checked."
+        ),
+        "check_pow_hint": (
+            "A short automatic check runs in your browser first, to keep robots out. It"
+            " contacts no one but us."
+        ),
+        "check_working": "Checking…",
+        "check_err_number": "Enter the phone number to check",
+        "check_err_letters": "Type the number with digits only",
+        "check_err_invalid": (
+            "This is not a valid number for the country you chose, so we cannot check it"
+        ),
+        "check_found_one": "Your number is in a leak",
+        "check_found_many": "Your number is in {n} leaks",
+        "check_found_intro": "These leaks hold your number, with these kinds of data:",
+        "check_exposed": "Also exposed:",
+        "check_number_only": "your number only",
+        "check_none_title": "Your number is not in the leaks we know of",
+        "check_none_body": (
+            "That is good news, but a leak we have not seen may still hold it. The advice"
+            " below is worth following all the same."
+        ),
+        "check_unverified_title": "The check could not be verified",
+        "check_unverified_body": (
+            "Our server's answer did not match the key it publishes, so it tells you nothing"
+            " either way. Please try again later, and let us know if it happens again."
+        ),
+        "check_failed_title": "The check could not be done",
+        "check_failed_body": "Please try again in a few minutes.",
+        "check_busy_body": (
+            "There have been too many checks from here or for numbers like this one. Please"
+            " wait a while, then try again."
+        ),
+        "check_advice_title": "What to do",
+        "check_advice_scams": (
+            "Be wary of calls and texts that know your name or other details: scammers use"
+            " leaked data to seem genuine."
+        ),
+        "check_advice_codes": (
+            "Never give a code you received by text, a password or bank details to someone"
+            " who contacts you, whoever they say they are."
+        ),
+        "check_advice_links": (
+            "Do not tap links in unexpected texts. Contact the company through its own app or"
+            " website instead."
+        ),
+        "check_advice_sim": (
+            "Ask your mobile operator to protect your line against SIM swaps, for example"
+            " with a PIN."
+        ),
+        "check_signup": "Get a text if your number shows up in a leak we learn about later:",
+        "kind_account_id": "account ID",
+        "kind_name": "name",
+        "kind_gender": "gender",
+        "kind_location": "location",
+        "kind_relationship": "relationship status",
+        "kind_work": "workplace",
+        "kind_date": "dates",
+        "kind_email": "email address",
+        "kind_birthday": "birthday",
+        "kind_other": "other details",
     },
     "fr": {
         "skip": "Aller au contenu",
@@ -316,6 +397,92 @@ MESSAGES: dict[str, dict[str, str]] = {
         "too_large_title": "C'était trop",
         "too_large_body": "Le formulaire a envoyé plus que nous n'acceptons. Veuillez réessayer.",
         "not_found_title": "Page introuvable",
+        "nav_check": "Vérifier votre numéro",
+        "cta_check": "Vérifier si votre numéro a fuité",
+        "check_title": "Votre numéro est-il dans une fuite ?",
+        "check_intro": (
+            "Découvrez si votre numéro de téléphone figure dans l'une des fuites que nous"
+            " connaissons. La vérification se fait dans votre navigateur : votre numéro ne le"
+            " quitte jamais."
+        ),
+        "check_how_title": "Comment votre numéro reste privé",
+        "check_how_body": (
+            "Votre navigateur ne nous envoie qu'un court code calculé à partir de votre numéro,"
+            " que partagent un très grand nombre d'autres numéros, et une valeur brouillée que"
+            " lui seul peut débrouiller. Nous répondons avec les entrées des fuites pour ce"
+            " code, sous une forme où seul votre navigateur peut reconnaître votre numéro. Nous"
+            " ne voyons jamais votre numéro, et la vérification ne laisse aucune trace."
+        ),
+        "check_country_label": "Pays du numéro",
+        "check_number_label": "Numéro de téléphone",
+        "check_submit": "Vérifier mon numéro",
+        "check_noscript": (
+            "Cette vérification se fait dans votre navigateur : elle a besoin de JavaScript."
+            " Sans lui, rien ne nous est envoyé, et rien ne peut être vérifié."
+        ),
+        "check_pow_hint": (
+            "Une courte vérification automatique tourne d'abord dans votre navigateur pour"
+            " écarter les robots. Elle ne contacte personne d'autre que nous."
+        ),
+        "check_working": "Vérification…",
+        "check_err_number": "Saisissez le numéro de téléphone à vérifier",
+        "check_err_letters": "Saisissez le numéro avec des chiffres seulement",
+        "check_err_invalid": (
+            "Ce n'est pas un numéro valide pour le pays choisi : nous ne pouvons pas le vérifier"
+        ),
+        "check_found_one": "Votre numéro est dans une fuite",
+        "check_found_many": "Votre numéro est dans {n} fuites",
+        "check_found_intro": "Ces fuites contiennent votre numéro, avec ces types de données :",
+        "check_exposed": "Aussi exposé :",
+        "check_number_only": "votre numéro seulement",
+        "check_none_title": "Votre numéro n'est pas dans les fuites que nous connaissons",
+        "check_none_body": (
+            "C'est une bonne nouvelle, mais une fuite que nous n'avons pas vue peut encore le"
+            " contenir. Les conseils ci-dessous restent utiles."
+        ),
+        "check_unverified_title": "La vérification n'a pas pu être validée",
+        "check_unverified_body": (
+            "La réponse de notre serveur ne correspond pas à la clé qu'il publie : elle ne dit"
+            " donc rien, ni dans un sens ni dans l'autre. Réessayez plus tard, et prévenez-nous"
+            " si cela se reproduit."
+        ),
+        "check_failed_title": "La vérification n'a pas pu être faite",
+        "check_failed_body": "Veuillez réessayer dans quelques minutes.",
+        "check_busy_body": (
+            "Il y a eu trop de vérifications depuis cet endroit ou pour des numéros proches de"
+            " celui-ci. Veuillez patienter un moment, puis réessayer."
+        ),
+        "check_advice_title": "Que faire",
+        "check_advice_scams": (
+            "Méfiez-vous des appels et des SMS qui connaissent votre nom ou d'autres détails :"
+            " les escrocs se servent des données qui ont fuité pour paraître crédibles."
+        ),
+        "check_advice_codes": (
+            "Ne donnez jamais un code reçu par SMS, un mot de passe ou vos coordonnées"
+            " bancaires à quelqu'un qui vous contacte, quoi qu'il prétende être."
+        ),
+        "check_advice_links": (
+            "N'ouvrez pas les liens des SMS inattendus. Contactez plutôt l'entreprise par son"
+            " application ou son site."
+        ),
+        "check_advice_sim": (
+            "Demandez à votre opérateur de protéger votre ligne contre l'échange de carte SIM,"
+            " par exemple avec un code."
+        ),
+        "check_signup": (
+            "Recevez un SMS si votre numéro apparaît dans une fuite que nous découvrirons plus"
+            " tard :"
+        ),
+        "kind_account_id": "identifiant de compte",
+        "kind_name": "nom",
+        "kind_gender": "genre",
+        "kind_location": "lieu",
+        "kind_relationship": "situation amoureuse",
+        "kind_work": "employeur",
+        "kind_date": "dates",
+        "kind_email": "adresse e-mail",
+        "kind_birthday": "date de naissance",
+        "kind_other": "autres détails",
     },
 }
 

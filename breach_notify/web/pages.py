@@ -212,7 +212,7 @@ class Front:
             pow=self.pow is not None,
             other_lang="fr" if lang == "en" else "en",
             path=path,
-            switch_path=path if path in ("/", "/signup", "/stop") else "/",
+            switch_path=path if path in ("/", "/signup", "/stop", "/check") else "/",
             **context,
         )
         response = HTMLResponse(body, status_code=status, background=background, headers=headers)

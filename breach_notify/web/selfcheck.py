@@ -17,7 +17,8 @@ learns ``bucket_bits`` bits of a public hash.
 The tags are read from the store into memory (:class:`Snapshot`) and reloaded when the store
 file changes; a store held by an ingest keeps the previous snapshot serving. Proof of work is a
 pluggable check (:data:`PowCheck`); with ``settings.self_check_require_pow`` off, any ``pow``
-string is accepted. Logs carry outcomes only.
+string is accepted. Limits (:class:`Limits`: per client address, then per bucket and for everyone
+once the proof of work holds) answer 429. Logs carry outcomes only.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 from starlette.concurrency import run_in_threadpool
@@ -50,11 +51,23 @@ log = logging.getLogger("breach_notify.web.selfcheck")
 
 #: ``(pow, bucket, blinded) -> bool``: whether the proof of work is valid for this request.
 PowCheck = Callable[[str, int, bytes], bool]
-MAX_BODY = 1024
+#: The client address a request counts against (the pages' rule, proxy-aware).
+ClientOf = Callable[[Request], str]
+MAX_BODY = 4096
+MAX_POW = 2048  # an ALTCHA payload is about 600 characters
+RETRY_AFTER = "600"
 MIN_PAD = 16
 RELOAD_SECONDS = 5.0
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _FIELDS = {"bucket", "blinded", "pow"}
+
+
+class Limits(Protocol):
+    """Rate limits of the API (``web.abuse.SelfCheckLimits``)."""
+
+    def per_client(self, address: str) -> bool: ...
+
+    def per_bucket_and_global(self, bucket: int) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -205,8 +218,17 @@ class Snapshots:
                 self._current = Snapshot([], {}, 0, MIN_PAD)  # a store from before migration 007
 
 
-def routes(settings: Settings, *, pow_check: PowCheck | None = None) -> list[Route]:
-    """The two routes, ready for a Starlette app (``routes=[..., *selfcheck.routes(s)]``)."""
+def routes(
+    settings: Settings,
+    *,
+    pow_check: PowCheck | None = None,
+    limits: Limits | None = None,
+    client_of: ClientOf | None = None,
+) -> list[Route]:
+    """The two routes, ready for a Starlette app (``routes=[..., *selfcheck.routes(s)]``).
+
+    ``limits`` (with ``client_of``, default: the peer's address) are checked in this order:
+    per client before the proof of work, then per bucket and global after it."""
     snapshots = Snapshots(settings)
     pow_required = settings.self_check_require_pow
 
@@ -231,6 +253,10 @@ def routes(settings: Settings, *, pow_check: PowCheck | None = None) -> list[Rou
         if isinstance(parsed, Response):
             return parsed
         bucket, blinded, pow_ = parsed
+        address = client_of(request) if client_of else (request.client or ("-", 0))[0]
+        if limits is not None and not limits.per_client(address):
+            log.info("self-check refused: client limit")
+            return _error("too many checks from this address; retry later", 429, retry=True)
         if pow_required:
             if pow_check is None:
                 log.warning("self-check refused: proof of work required but not set up")
@@ -238,6 +264,9 @@ def routes(settings: Settings, *, pow_check: PowCheck | None = None) -> list[Rou
             if not pow_check(pow_, bucket, blinded):
                 log.info("self-check refused: proof of work")
                 return _error("the proof of work is missing or wrong", 403)
+        if limits is not None and not limits.per_bucket_and_global(bucket):
+            log.info("self-check refused: bucket or global limit")
+            return _error("too many checks right now; retry later", 429, retry=True)
         try:
             answer = await run_in_threadpool(snap.answer, bucket, blinded)
         except OprfError:
@@ -267,8 +296,8 @@ def _parse(body: bytes, bits: int) -> tuple[int, bytes, str] | Response:
     bucket, blinded, pow_ = data["bucket"], data["blinded"], data["pow"]
     if not isinstance(bucket, int) or isinstance(bucket, bool) or not 0 <= bucket < 2**bits:
         return _error(f"'bucket' must be an integer below 2^{bits} (see /check/config)", 400)
-    if not isinstance(pow_, str) or len(pow_) > 512:
-        return _error("'pow' must be a string (at most 512 characters)", 400)
+    if not isinstance(pow_, str) or len(pow_) > MAX_POW:
+        return _error(f"'pow' must be a string (at most {MAX_POW} characters)", 400)
     try:
         element = base64.b64decode(blinded, validate=True) if isinstance(blinded, str) else b""
     except (binascii.Error, ValueError):
@@ -278,8 +307,9 @@ def _parse(body: bytes, bits: int) -> tuple[int, bytes, str] | Response:
     return bucket, element, pow_
 
 
-def _error(message: str, status: int) -> Response:
-    return JSONResponse({"error": message}, status_code=status, headers=_HEADERS)
+def _error(message: str, status: int, *, retry: bool = False) -> Response:
+    headers = {**_HEADERS, "Retry-After": RETRY_AFTER} if retry else _HEADERS
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _b64(data: bytes) -> str:
