@@ -7,7 +7,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from support.check import Recorder, serve
+from support.privacy import scan
 from support.synthetic import write_facebook
 
 from breach_notify.crypto import Keyring
@@ -43,24 +48,30 @@ class App:
         return abuse.solve(challenge)
 
 
+@dataclass
+class Store:
+    settings: Settings
+    inside: list[str]
+
+
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """A breach tagged for the self-check, in buckets of a few bits (so buckets differ)."""
     base = tmp_path_factory.mktemp("check")
     settings = Settings(home=base / "home")
     keyring = Keyring.create(settings.keyring_path)
-    write_facebook(base / "fb.txt", 300, seed=41, regions=("GB",))
+    truth = write_facebook(base / "fb.txt", 300, seed=41, regions=("GB",))
     target, selfcheck.TARGET_BUCKET = selfcheck.TARGET_BUCKET, 32
     try:
         ingest(settings, keyring, [base / "fb.txt"], "fb", title="Facebook 2021", self_check=True)
     finally:
         selfcheck.TARGET_BUCKET = target
-    return settings
+    return Store(settings, sorted(truth.kinds))
 
 
 @pytest.fixture
-def app(store: Settings) -> Iterator[Any]:
-    settings = store
+def app(store: Store) -> Iterator[Any]:
+    settings = store.settings
 
     @contextmanager
     def running(**changes: Any) -> Iterator[App]:
@@ -193,3 +204,23 @@ def test_the_global_budget_is_spent_only_by_requests_with_a_valid_proof(app: Any
         ok = [a.post(i, pow_=a.solved(), **{"X-Forwarded-For": f"192.0.2.{i}"}) for i in range(3)]
         assert [r.status_code for r in ok] == [200, 200, 429]
         assert "retry later" in ok[-1].json()["error"]
+
+
+def test_the_cli_solves_the_proof_of_work_the_server_requires(app: Any, store: Store) -> None:
+    inside = store.inside[0]
+    with app() as a:
+        run = subprocess.run(
+            [sys.executable, "-m", "breach_notify", "self-check", inside, "--url", a.url, "--json"],
+            env={**os.environ, "BREACH_NOTIFY_HOME": str(store.settings.home)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        out = json.loads(run.stdout)
+        assert out["verified"] and out["found"] and out["breaches"][0]["title"] == "Facebook 2021"
+        [body] = a.recorder.posted("/check/api")
+        sent = json.loads(body)
+        assert set(sent) == {"bucket", "blinded", "pow"} and sent["pow"]
+        texts = [run.stdout, run.stderr, *(b.decode() for _, b in a.recorder.bodies)]
+        assert scan([store.settings.home], [inside], texts) == []

@@ -2,7 +2,9 @@
 
 The number is normalised here, and only ``{bucket, blinded, pow}`` is sent (DESIGN §10): the
 server's evaluation is verified against the public key it publishes before anything is looked
-up, so a server using another key, or a wrong proof, gives ``verified: false`` (exit 1).
+up, so a server using another key, or a wrong proof, gives ``verified: false`` (exit 1). When the
+server requires a proof of work and none is given, the client solves the server's ALTCHA
+challenge (``/altcha/challenge``) as the page does.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def check(
         except OprfError:
             return failed
         blinded = blinder.blind(e164)
+        if not pow_ and (config.get("pow") or {}).get("required"):
+            pow_ = _solve(http, base)
         body = {"bucket": bucket(e164, bits), "blinded": _b64(blinded.element), "pow": pow_}
         answer = _json(http.post(f"{base}/check/api", json=body))
     finally:
@@ -89,6 +93,19 @@ def check(
     except (KeyError, TypeError, ValueError, OprfError):  # VerifyError is an OprfError
         return failed
     return CheckResult(verified=True, found=bool(found), bucket_bits=bits, breaches=found)
+
+
+def _solve(http: httpx.Client, base: str) -> str:
+    """A solution of the server's proof-of-work challenge (a few seconds of CPU)."""
+    from breach_notify.web.abuse import solve
+
+    challenge = _json(http.get(f"{base}/altcha/challenge"))
+    try:
+        return solve(challenge)
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        raise OperationalError(
+            f"{base}/altcha/challenge gave a proof-of-work challenge this client cannot solve"
+        ) from None
 
 
 def _json(response: httpx.Response) -> Any:
@@ -118,7 +135,9 @@ def self_check(
     number: str = typer.Argument(..., help="The number to check, ideally in +E.164 form."),
     region: str = typer.Option(None, "--region", help="Region of a national number, e.g. GB."),
     url: str = typer.Option(..., "--url", help="Base URL of the web app, e.g. https://x.org."),
-    pow_: str = typer.Option("", "--pow", help="Proof-of-work solution, if the server wants one."),
+    pow_: str = typer.Option(
+        "", "--pow", help="Proof-of-work solution [default: solve the server's challenge]."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Check privately whether a number is in a breach (the number never leaves this process)."""

@@ -19,7 +19,8 @@ from .net import free_port
 
 
 class Recorder:
-    """ASGI wrapper keeping every request's method, path and body, as the app received them."""
+    """ASGI wrapper keeping every request as the app received it: ``bodies`` (path, body) and
+    ``requests`` (method, path with its query string, body)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -38,8 +39,10 @@ class Recorder:
             if not kept:
                 kept = True
                 body = b"".join(chunks)
+                query = scope.get("query_string", b"").decode("latin-1")
+                target = scope["path"] + (f"?{query}" if query else "")
                 self.bodies.append((scope["path"], body))
-                self.requests.append((scope["method"], scope["path"], body))
+                self.requests.append((scope["method"], target, body))
 
         async def recording() -> Any:
             message = await receive()
@@ -55,7 +58,7 @@ class Recorder:
             keep()  # a request whose body the app never read (a GET) is kept too
 
     def posted(self, path: str) -> list[bytes]:
-        return [body for method, p, body in self.requests if method == "POST" and p == path]
+        return [b for method, p, b in self.requests if method == "POST" and p.split("?")[0] == path]
 
 
 @contextmanager
