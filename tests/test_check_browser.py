@@ -48,6 +48,8 @@ except ImportError:  # pragma: no cover - selenium is a dev dependency
     pass
 
 TITLE = "Facebook 2021 (test)"
+LIST_TITLE = "A list of numbers only"
+SHARED = 5  # the first GB numbers of the Facebook breach are in the list too
 RESULT = "#check-result > section[id^=result-]:not([hidden]), #error-summary"
 
 
@@ -56,7 +58,7 @@ class Site:
     home: Path
     settings: Settings
     inside: list[str]  # E.164 numbers of the breach
-    kinds: list[str]  # the kinds the breach exposed (as /check/config lists them)
+    kinds: list[str]  # the kinds the Facebook breach exposed (as /check/config lists them)
     runs: list[Run]
     log: io.StringIO = field(default_factory=io.StringIO)
     recorders: list[Recorder] = field(default_factory=list)
@@ -130,12 +132,21 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     runs = [cli(home, "keys", "init")]
     ingest = ["ingest", str(dump), "--breach", "fb-2021", "--title", TITLE, "--self-check"]
     runs.append(cli(home, *ingest, "--json"))
+    listed = base / "list.csv"  # a second breach that exposed nothing but the numbers
+    shared = [n for n in sorted(truth.kinds) if n.startswith("+44")][:SHARED]
+    listed.write_text("phone\n" + "".join(f"0{n[3:]}\n" for n in shared))
+    csv = ["ingest", str(listed), "--breach", "list-2022", "--title", LIST_TITLE, "--format",
+           "csv", "--phone-column", "phone", "--default-region", "GB", "--self-check"]  # fmt: skip
+    runs.append(cli(home, *csv, "--json"))
     assert all(r.code == 0 for r in runs), [r.stderr for r in runs]
-    assert runs[-1].json["self_check"]["tags"] == truth.distinct
+    assert runs[1].json["self_check"]["tags"] == truth.distinct
+    assert runs[2].json["self_check"]["tags"] == SHARED
     settings = Settings(home=home, pow_cost=2_000)
-    dump.unlink()  # the raw file is gone, as after a real ingest: only the store remains
-    kinds = Snapshots(settings).get().breaches[0].kinds
-    site = Site(home, settings, sorted(truth.kinds), kinds, runs)
+    dump.unlink()  # the raw files are gone, as after a real ingest: only the store remains
+    listed.unlink()
+    kinds = {b.id: b.kinds for b in Snapshots(settings).get().breaches}
+    assert kinds["list-2022"] == [] and kinds["fb-2021"]
+    site = Site(home, settings, sorted(truth.kinds), kinds["fb-2021"], runs)
     yield site
     # the plaintext scan: data dir, server logs, CLI outputs, every request the servers received
     texts = [site.log.getvalue(), *[r.stdout + r.stderr for r in site.runs]]
@@ -213,9 +224,11 @@ CASES = {
     "phone": ("fr-FR,fr", "fr", "FR"),
 }
 WORDS = {
-    "en": {"found": "Your number is in a leak", "none": "not in the leaks we know of",
+    "en": {"found": "Your number is in a leak", "two": "Your number is in 2 leaks",
+           "only": "Only the number itself was exposed.", "none": "not in the leaks we know of",
            "signup": "Sign up for alerts", "kind": {"name": "name", "email": "email address"}},
-    "fr": {"found": "Votre numéro est dans une fuite", "none": "pas dans les fuites",
+    "fr": {"found": "Votre numéro est dans une fuite", "two": "Votre numéro est dans 2 fuites",
+           "only": "Seul le numéro lui-même a été exposé.", "none": "pas dans les fuites",
            "signup": "S'inscrire aux alertes", "kind": {"name": "nom", "email": "adresse e-mail"}},
 }  # fmt: skip
 
@@ -250,13 +263,16 @@ def test_numbers_in_and_out_of_the_breach_are_told_apart_in_the_browser(
         assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang
         v.at("check")
 
-        # 1. a number of the breach, typed in E.164: found, with the title and kinds
+        # 1. a number of both breaches, typed in E.164: found, with their titles and kinds
         inside = next(n for n in site.inside if n.startswith("+44"))
         assert v.check("GB", inside) == "result-found"
         found = v.text("#result-found")
-        assert words["found"] in found and TITLE in found
+        assert words["two"] in found and TITLE in found and LIST_TITLE in found
+        items = driver.find_elements(By.CSS_SELECTOR, "#found-list li")
+        fb, only = (next(i.text for i in items if t in i.text) for t in (TITLE, LIST_TITLE))
         for kind in ("name", "email"):
-            assert (words["kind"][kind] in found) is (kind in site.kinds), kind
+            assert (words["kind"][kind] in fb) is (kind in site.kinds), kind
+        assert words["only"] in only and words["only"] not in fb
         assert words["signup"] in v.text("#advice")
         link = driver.find_element(By.ID, "signup-link").get_attribute("href") or ""
         assert link.startswith(f"{base}/signup?lang={lang}")
@@ -269,15 +285,16 @@ def test_numbers_in_and_out_of_the_breach_are_told_apart_in_the_browser(
         assert words["none"] in v.text("#result-none")
         v.at("not-found")
 
-        # 3. a number of the breach in national format, its country chosen: found
+        # 3. a number of the Facebook breach only, in national format, its country chosen
         prefix = "+" + str(phonenumbers.country_code_for_region(region))
-        e164 = next(n for n in site.inside if n.startswith(prefix))
+        e164 = [n for n in site.inside if n.startswith(prefix)][SHARED]
         national = phonenumbers.format_number(
             phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.NATIONAL
         )
         assert not national.startswith("+")
         assert v.check(region, national) == "result-found"
-        assert TITLE in v.text("#result-found")
+        found = v.text("#result-found")
+        assert words["found"] in found and TITLE in found and LIST_TITLE not in found
         v.at("found-national")
 
         # 4. a number the page finds invalid: refused on the page, nothing sent

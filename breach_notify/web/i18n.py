@@ -214,7 +214,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "check_found_many": "Your number is in {n} leaks",
         "check_found_intro": "These leaks hold your number, with these kinds of data:",
         "check_exposed": "Also exposed:",
-        "check_number_only": "your number only",
+        "check_number_only": "Only the number itself was exposed.",
         "check_none_title": "Your number is not in the leaks we know of",
         "check_none_body": (
             "That is good news, but a leak we have not seen may still hold it. The advice"
@@ -434,7 +434,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "check_found_many": "Votre numéro est dans {n} fuites",
         "check_found_intro": "Ces fuites contiennent votre numéro, avec ces types de données :",
         "check_exposed": "Aussi exposé :",
-        "check_number_only": "votre numéro seulement",
+        "check_number_only": "Seul le numéro lui-même a été exposé.",
         "check_none_title": "Votre numéro n'est pas dans les fuites que nous connaissons",
         "check_none_body": (
             "C'est une bonne nouvelle, mais une fuite que nous n'avons pas vue peut encore le"

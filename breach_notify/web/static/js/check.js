@@ -126,8 +126,9 @@ function showFound(breaches) {
     const item = template.content.cloneNode(true);
     item.querySelector(".breach-title").textContent = breach.title;
     const kinds = breach.kinds.map(kindLabel);
-    item.querySelector(".breach-kinds").textContent =
-      `${text("exposed")} ${kinds.length ? kinds.join(", ") : text("number_only")}`;
+    item.querySelector(".breach-kinds").textContent = kinds.length
+      ? `${text("exposed")} ${kinds.join(", ")}`
+      : text("number_only");
     list.append(item);
   }
   show("found", true);
