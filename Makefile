@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/breach-notify demo
 
 test: $(STAMP)
+	scripts/ensure-chromium
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
