@@ -31,6 +31,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/send.py
+	$(BIN)/python benchmarks/web.py
 
 clean:
 	rm -rf $(VENV) .breach-notify .pytest_cache .mypy_cache .ruff_cache
