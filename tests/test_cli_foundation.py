@@ -48,7 +48,12 @@ def test_global_options_anywhere(cli, home: Path, tmp_path: Path) -> None:  # ty
 def test_status_json_on_empty_store(cli) -> None:  # type: ignore[no-untyped-def]
     res = cli("status", "--json")
     assert res.code == 0, res.stderr
-    assert res.json == {"breaches": [], "subscribers": {}, "notices": {}}
+    assert res.json == {
+        "breaches": [],
+        "subscribers": {},
+        "notices": {},
+        "signup_sms": {"budget": 500, "spent": 0, "remaining": 500},
+    }
     assert res.stdout.count("\n") == 1
 
 

@@ -119,10 +119,13 @@ def test_the_answer_is_byte_identical_and_as_fast_for_new_active_opted_out_and_f
     settings: Settings, keyring: Keyring, home: Path
 ) -> None:
     """The server runs in its own process (the client's interpreter would otherwise share the
-    server's GIL with its background work); the codes are counted in the dry-run outbox."""
+    server's GIL with its background work); the codes are counted in the dry-run outbox. The
+    timing is measured in rounds of one request of each kind in a random order; on this shared
+    machine a noisy measurement is taken again (at most three times): a real difference fails
+    every time."""
     n = 40
-    pool = numbers(3 * n, "GB", seed=11)
-    new, active, opted_out = pool[:n], pool[n : 2 * n], pool[2 * n :]
+    pool = numbers(2 * n, "GB", seed=11)
+    active, opted_out = pool[:n], pool[n:]
     fixed = [f"+44207946{i:04d}" for i in range(n)]  # London fixed lines: cannot get SMS
     with session(settings) as conn:
         now = events.utcnow()
@@ -133,40 +136,45 @@ def test_the_answer_is_byte_identical_and_as_fast_for_new_active_opted_out_and_f
             if num in opted_out:
                 consent.opt_out(conn, sid, "sms")
     assert not parse_number(fixed[0]).can_receive_sms
-    kinds = {"new": new, "active": active, "opted_out": opted_out, "fixed": fixed}
-    shuffle = random.Random(5).shuffle
-    order = []
-    for i in range(n):  # rounds of one request of each kind, in a random order each round
-        round_ = [(kind, i) for kind in kinds]
-        shuffle(round_)
-        order += round_
+    outbox = settings.outbox_dir / "dryrun.jsonl"
+    typed = list(pool) + fixed[:3]
     with serve_process(_site(settings, gateway="dryrun://")) as server, server.client() as c:
         visitor = Visitor(None, c)
         for warm in numbers(5, "GB", seed=99):  # first requests pay for imports and caches
             visitor.signup(warm)
             visitor.idle()
         token = visitor.csrf()
-        bodies: dict[str, set[str]] = {k: set() for k in kinds}
-        statuses: dict[str, set[int]] = {k: set() for k in kinds}
-        seconds: dict[str, list[float]] = {k: [] for k in kinds}
-        for kind, i in order:
-            payload = visitor.pow()
+        for attempt in range(3):
+            new = [x for x in numbers(n + 5, "GB", seed=100 + attempt) if x not in pool][:n]
+            typed += new
+            kinds = {"new": new, "active": active, "opted_out": opted_out, "fixed": fixed}
+            bodies: dict[str, set[str]] = {k: set() for k in kinds}
+            statuses: dict[str, set[int]] = {k: set() for k in kinds}
+            seconds: dict[str, list[float]] = {k: [] for k in kinds}
+            shuffle = random.Random(5 + attempt).shuffle
+            for i in range(n):
+                round_ = list(kinds)
+                shuffle(round_)
+                for kind in round_:
+                    payload = visitor.pow()
+                    visitor.idle()
+                    began = time.perf_counter()
+                    r = visitor.signup(kinds[kind][i], pow=payload, token=token)
+                    seconds[kind].append(time.perf_counter() - began)
+                    bodies[kind].add(_mask_csrf(r.text))
+                    statuses[kind].add(r.status_code)
             visitor.idle()
-            began = time.perf_counter()
-            r = visitor.signup(kinds[kind][i], pow=payload, token=token)
-            seconds[kind].append(time.perf_counter() - began)
-            bodies[kind].add(_mask_csrf(r.text))
-            statuses[kind].add(r.status_code)
-        visitor.idle()
-    assert all(s == {200} for s in statuses.values())
-    assert len(set.union(*bodies.values())) == 1, "the answer depends on the number's state"
-    medians = {k: statistics.median(v) for k, v in seconds.items()}
-    print({k: f"{m * 1000:.2f} ms" for k, m in medians.items()})
-    assert max(medians.values()) <= 1.2 * min(medians.values()), medians
-    # behind the identical answers: codes went to the new and the opted-out numbers only
-    sent = (settings.outbox_dir / "dryrun.jsonl").read_text().splitlines()
-    assert len(sent) == 5 + 2 * n
-    hits = privacy.scan([home], pool + fixed[:3], texts=[server.output, *visitor.pages])
+            assert all(s == {200} for s in statuses.values())
+            assert len(set.union(*bodies.values())) == 1, "the answer depends on the state"
+            if attempt == 0:  # behind the same answers: codes to new and opted-out numbers only
+                assert len(outbox.read_text().splitlines()) == 5 + 2 * n
+            medians = {k: statistics.median(v) for k, v in seconds.items()}
+            print(f"attempt {attempt + 1}:", {k: f"{m * 1000:.2f} ms" for k, m in medians.items()})
+            if max(medians.values()) <= 1.2 * min(medians.values()):
+                break
+        else:
+            pytest.fail(f"median answer times differ by more than 20% three times: {medians}")
+    hits = privacy.scan([home], typed, texts=[server.output, *visitor.pages])
     assert hits == []
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import queue
 import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -57,19 +59,51 @@ PACKAGE = "breach_notify.web"
 
 
 class Store:
-    """Open, work, close, one at a time (DuckDB has one writer; nothing is held between)."""
+    """Store work from many requests, done in batches: one thread opens the store, runs every
+    piece of work queued meanwhile (each in its own transaction where it asks for one), and
+    closes it. DuckDB has one writer and opening it costs more than the work of a sign-up, so
+    under load many sign-ups share one opening; nothing is held between batches."""
+
+    MAX_BATCH = 200
 
     def __init__(self, settings: Settings, wait_seconds: float = 10.0) -> None:
         self.settings = settings.model_copy(
             update={"lock_timeout_seconds": min(settings.lock_timeout_seconds, wait_seconds)}
         )
-        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], Future[Any]]] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._start = threading.Lock()
 
     def run(self, work: Callable[[duckdb.DuckDBPyConnection, Keyring], T]) -> T:
-        with self._lock:
-            ring = Keyring.load(self.settings.keyring_path)
-            with session(self.settings) as conn:
-                return work(conn, ring)
+        """Run ``work(conn, ring)`` in the next batch and return its result (or raise)."""
+        done: Future[T] = Future()
+        self._queue.put((work, done))
+        with self._start:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._loop, name="pages-store", daemon=True)
+                self._worker.start()
+        return done.result()
+
+    def _loop(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                ring = Keyring.load(self.settings.keyring_path)
+                with session(self.settings) as conn:
+                    for work, done in batch:
+                        try:
+                            done.set_result(work(conn, ring))
+                        except BaseException as exc:  # handed to the caller, who decides
+                            done.set_exception(exc)
+            except BaseException as exc:  # the store could not be opened: every caller knows
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
 
 
 @dataclass(frozen=True)
@@ -301,15 +335,20 @@ class Front:
             return self.notice(request, self._lang(request, form), "expired", 403)
         return form
 
-    def proof(self, request: Request, form: dict[str, str], lang: str) -> Response | None:
-        """Proof of work and the client limits: None when the form may go on."""
+    async def proof(self, request: Request, form: dict[str, str], lang: str) -> Response | None:
+        """Proof of work and the client limits: None when the form may go on. The verification
+        (one PBKDF2 of ``pow_cost`` iterations) runs off the event loop."""
         payload = form.get("altcha", "")
         with_pow = self.pow is None or bool(payload)
         if not self.limits.client(self.client_address(request), with_pow=with_pow):
             log.info("%s refused: client limit (pow=%s)", request.url.path, with_pow)
             kind = "busy" if with_pow else "nojs_busy"
             return self.notice(request, lang, kind, 429, headers={"Retry-After": "600"})
-        if payload and self.pow is not None and not self.pow.verify(payload):
+        if (
+            payload
+            and self.pow is not None
+            and not await run_in_threadpool(self.pow.verify, payload)
+        ):
             log.info("%s refused: proof of work invalid", request.url.path)
             return self._pow_failed(request, form, lang)
         return None
@@ -427,7 +466,7 @@ class Front:
         if isinstance(form, Response):
             return form
         lang = self._lang(request, form)
-        refused = self.proof(request, form, lang)
+        refused = await self.proof(request, form, lang)
         if refused is not None:
             return refused
         errors: dict[str, str] = {}
@@ -482,7 +521,7 @@ class Front:
         if isinstance(form, Response):
             return form
         lang = self._lang(request, form)
-        refused = self.proof(request, form, lang)
+        refused = await self.proof(request, form, lang)
         if refused is not None:
             return refused
         errors: dict[str, str] = {}

@@ -261,7 +261,7 @@ def routes(
             if pow_check is None:
                 log.warning("self-check refused: proof of work required but not set up")
                 return _error("proof of work is required but not set up on this server", 503)
-            if not pow_check(pow_, bucket, blinded):
+            if not await run_in_threadpool(pow_check, pow_, bucket, blinded):
                 log.info("self-check refused: proof of work")
                 return _error("the proof of work is missing or wrong", 403)
         if limits is not None and not limits.per_bucket_and_global(bucket):
