@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/breach-notify demo
 
 test: $(STAMP)
+	scripts/ensure-chromium
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
@@ -30,6 +31,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/send.py
+	$(BIN)/python benchmarks/web.py
 
 clean:
 	rm -rf $(VENV) .breach-notify .pytest_cache .mypy_cache .ruff_cache

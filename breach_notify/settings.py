@@ -40,6 +40,33 @@ class Settings(BaseSettings):
     # Webhooks
     public_url: str | None = None
     max_body_bytes: int = 16_384
+    # The self-check API refuses requests without a valid proof of work (the pages' ALTCHA,
+    # so it needs pow_enabled) unless this is off. Its limits (``limits`` notation): per client
+    # address, per bucket (with few bucket bits this is a second global limit), and for all.
+    self_check_require_pow: bool = True
+    self_check_limit_per_client: str = "20/hour;60/day"
+    self_check_limit_per_bucket: str = "30/hour;200/day"
+    self_check_limit_global: str = "2000/hour;20000/day"
+    # Inbound words that make an unknown number pending (comma-separated; START always does).
+    join_keywords: str = "JOIN"
+
+    # The sign-up pages (breach_notify.web.pages): who runs the service, which countries may
+    # sign up (ISO codes, comma-separated; empty: every country), the proof of work and limits
+    # (``limits`` notation, several separated by ";"), the daily budget of sign-up code SMS.
+    org_contact_url: str = "https://example.org/contact"
+    allowed_countries: str = ""
+    pow_enabled: bool = True
+    pow_cost: int = 5_000  # PBKDF2-SHA256 iterations per try; ~256 tries per solve
+    limit_per_client: str = "10/hour;30/day"
+    limit_per_client_without_pow: str = "3/hour;5/day"
+    limit_without_pow: str = "30/hour"  # all clients without JavaScript together
+    limit_per_number: str = "3/hour;5/day"
+    limit_per_prefix: str = "20/hour;100/day"
+    limit_confirm_per_client: str = "20/hour"
+    signup_sms_daily_budget: int = 500
+    # Behind a reverse proxy every client has the proxy's address: take the client's from the
+    # last X-Forwarded-For entry instead (only when the proxy sets it).
+    web_trust_proxy: bool = False
 
     # Schedules (cron strings, in ``schedule_timezone``)
     schedule_timezone: str = "UTC"
@@ -80,6 +107,11 @@ class Settings(BaseSettings):
                         "directory; pass a directory (it is created if missing)"
                     )
                 return
+
+    @property
+    def allowed_country_codes(self) -> frozenset[str]:
+        """``allowed_countries`` as upper-case codes; empty means every country."""
+        return frozenset(c.strip().upper() for c in self.allowed_countries.split(",") if c.strip())
 
     def ensure_home(self) -> None:
         """Create the data dir (0700) and its temp dir."""

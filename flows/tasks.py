@@ -7,6 +7,7 @@ errors can quote the value they choked on. Keys are loaded from the keyring file
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput, BreachNotifyError, OperationalError
 from breach_notify.ingest import inbox as inbox_mod
+from breach_notify.ingest import selfcheck
 from breach_notify.redact import redact
 from breach_notify.settings import Settings
 from breach_notify.store.db import session
@@ -97,6 +99,7 @@ def plan_inbox(home: str | None, inbox: str) -> list[dict[str, Any]]:
                     "phone_column": folder.phone_column,
                     "default_region": folder.default_region,
                     "k": folder.k,
+                    "self_check": folder.self_check,
                     "files": [str(p) for p in fresh],
                     "files_skipped": len(folder.files) - len(fresh),
                 }
@@ -122,6 +125,7 @@ def ingest_breach(home: str | None, keyring: str | None, plan: dict[str, Any]) -
         phone_column=plan["phone_column"],
         default_region=plan["default_region"],
         k=plan["k"],
+        self_check=plan.get("self_check", False),
     )
     return _counts(report.as_dict())
 
@@ -157,11 +161,21 @@ def plan_shards_task(
     total = sum(p.stat().st_size for p in paths)
     shard_bytes = max(MIN_SHARD_BYTES, min(SHARD_BYTES, -(-total // max(parallel, 1))))
     shards = plan_shards(paths, spec.fmt, shard_bytes=shard_bytes)
+    out_dir = Path(tempfile.mkdtemp(prefix="shards-", dir=settings.tmp_dir))
     with session(settings) as conn:
         row = conn.execute("SELECT key_id FROM breaches WHERE id = ?", [spec.breach_id]).fetchone()
+        tags = selfcheck.plan(
+            conn,
+            ring,
+            settings.keyring_path.resolve(),
+            spec.breach_id,
+            enabled=plan.get("self_check", False),
+            nbytes=total,
+            out_dir=out_dir,
+        )
+    spec = dataclasses.replace(spec, self_check=tags)  # the workers tag their own shards
     key_id = str(row[0]) if row else ring.active_id("pseudonym")
     ring.pseudonymizer(key_id)  # fails early if the breach's key is gone
-    out_dir = Path(tempfile.mkdtemp(prefix="shards-", dir=settings.tmp_dir))
     return {
         "spec": spec,
         "shards": shards,
@@ -224,6 +238,7 @@ def _counts(report: dict[str, Any]) -> dict[str, Any]:
         "files",
         "files_skipped",
         "shards",
+        "self_check",
     )
     return {key: report[key] for key in keep if key in report}
 

@@ -18,7 +18,7 @@ def test_keys_init_json_and_mode(cli, home: Path) -> None:  # type: ignore[no-un
     assert res.code == 0, res.stderr
     assert res.json == {
         "keyring": str(home / "keyring.json"),
-        "key_ids": {"pseudonym": ["p1"], "seal": ["s1"], "code": ["c1"]},
+        "key_ids": {"pseudonym": ["p1"], "seal": ["s1"], "code": ["c1"], "oprf": ["o1"]},
     }
     assert stat.S_IMODE((home / "keyring.json").stat().st_mode) == 0o600
 
@@ -49,7 +49,12 @@ def test_global_options_anywhere(cli, home: Path, tmp_path: Path) -> None:  # ty
 def test_status_json_on_empty_store(cli) -> None:  # type: ignore[no-untyped-def]
     res = cli("status", "--json")
     assert res.code == 0, res.stderr
-    assert res.json == {"breaches": [], "subscribers": {}, "notices": {}}
+    assert res.json == {
+        "breaches": [],
+        "subscribers": {},
+        "notices": {},
+        "signup_sms": {"budget": 500, "spent": 0, "remaining": 500},
+    }
     assert res.stdout.count("\n") == 1
 
 
@@ -65,6 +70,15 @@ def test_usage_error_quoting_a_number_is_redacted_in_one_json_object(cli) -> Non
     assert res.code == 2, res.stderr
     assert res.json == {"error": "Got unexpected extra argument(s) ([redacted])", "exit_code": 2}
     assert res.stdout.count("\n") == 1 and "5555550123" not in res.stdout + res.stderr
+
+
+def test_keys_rotate_oprf_adds_a_version_and_two_flags_are_exit_2(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("keys", "init")
+    res = cli("keys", "rotate", "--oprf", "--json")
+    assert res.code == 0, res.stderr
+    assert res.json["active"] == "o2" and res.json["key_ids"]["oprf"] == ["o1", "o2"]
+    res = cli("keys", "rotate", "--oprf", "--seal", "--json")
+    assert res.code == 2 and "exactly one of" in res.json["error"]
 
 
 def test_exposed_keyring_is_exit_2_with_fix(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
@@ -85,7 +99,9 @@ def test_no_key_material_in_store_or_output(
     ]
     data = json.loads((home / "keyring.json").read_text())
     secrets = [
-        base64.b64decode(v) for p in ("pseudonym", "seal", "code") for v in data[p]["keys"].values()
+        base64.b64decode(v)
+        for p in ("pseudonym", "seal", "code", "oprf")
+        for v in data[p]["keys"].values()
     ]
     forms = set()
     for key in secrets:

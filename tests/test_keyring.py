@@ -18,7 +18,7 @@ def test_create_is_0600_and_loads(tmp_path: Path) -> None:
     path = tmp_path / "k" / "keyring.json"
     ring = Keyring.create(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert ring.key_ids == {"pseudonym": ["p1"], "seal": ["s1"], "code": ["c1"]}
+    assert ring.key_ids == {"pseudonym": ["p1"], "seal": ["s1"], "code": ["c1"], "oprf": ["o1"]}
     again = Keyring.load(path)
     assert again.pseudonymizer().pseudonym("+447700900123") == ring.pseudonymizer().pseudonym(
         "+447700900123"
@@ -90,9 +90,11 @@ def test_keys_are_distinct_and_32_bytes(tmp_path: Path) -> None:
     import base64
 
     keys = [
-        base64.b64decode(v) for p in ("pseudonym", "seal", "code") for v in data[p]["keys"].values()
+        base64.b64decode(v)
+        for p in ("pseudonym", "seal", "code", "oprf")
+        for v in data[p]["keys"].values()
     ]
-    assert all(len(k) == 32 for k in keys) and len(set(keys)) == 3
+    assert all(len(k) == 32 for k in keys) and len(set(keys)) == 4
 
 
 def _keyring_on_a_volume(tmp_path: Path) -> tuple[Path, Path]:
@@ -204,3 +206,53 @@ def test_keyring_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
         with pytest.raises(KeyringError, match="a file is in the way"):
             Keyring.create(path)
     assert afile.read_text() == ""
+
+
+
+
+def _without_oprf(path: Path) -> None:
+    """Rewrite a keyring as one made before the ``oprf`` purpose existed."""
+    data = json.loads(path.read_text())
+    del data["oprf"]
+    path.write_text(json.dumps(data))
+
+
+def test_keyring_made_before_oprf_loads_and_gets_a_key_on_first_need(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    Keyring.create(path)
+    _without_oprf(path)
+    old = Keyring.load(path)
+    assert "oprf" not in old.key_ids
+    with pytest.raises(KeyringError, match="keys rotate --oprf"):
+        old.oprf_server()
+    assert old.ensure_oprf() == "o1"
+    assert old.ensure_oprf() == "o1"
+    again = Keyring.load(path)
+    assert again.key_ids["oprf"] == ["o1"]
+    assert again.oprf_server().public_key == old.oprf_server().public_key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_rotating_oprf_keeps_the_old_key_serving(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    ring = Keyring.create(path)
+    first = ring.oprf_server()
+    assert first.key_id == "o1"
+    assert ring.rotate("oprf") == "o2"
+    loaded = Keyring.load(path)
+    assert loaded.oprf_server().key_id == "o2"
+    assert loaded.oprf_server("o1").tag("+447700900123") == first.tag("+447700900123")
+    assert loaded.oprf_server().tag("+447700900123") != first.tag("+447700900123")
+    with pytest.raises(KeyringError, match="o9"):
+        loaded.oprf_server("o9")
+
+
+def test_first_oprf_key_cannot_be_added_to_an_environment_keyring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "keyring.json"
+    Keyring.create(path)
+    _without_oprf(path)
+    monkeypatch.setenv(ENV_VAR, path.read_text())
+    with pytest.raises(KeyringError, match="rotate in the file"):
+        Keyring.load(tmp_path / "absent.json").ensure_oprf()

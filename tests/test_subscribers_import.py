@@ -167,7 +167,8 @@ def test_import_never_reactivates_an_opt_out(tmp_path: Path, home: Path, run) ->
     code, out, _ = run(
         "subscribers", "import", str(f), "--consent-source", "x", "--confirmed", "--json"
     )
-    assert code == 0 and json.loads(out)["duplicate"] == 1
+    report = json.loads(out)
+    assert code == 0 and report["suppressed"] == 1 and report["duplicate"] == 0
     with _db(home) as c:
         assert c.execute("SELECT status FROM subscribers").fetchall() == [("opted_out",)]
 

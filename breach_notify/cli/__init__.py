@@ -12,7 +12,16 @@ import typer
 from pydantic import ValidationError
 
 from breach_notify import redact
-from breach_notify.cli import breaches, keys, notices, pipeline, status, subscribers, webhooks
+from breach_notify.cli import (
+    breaches,
+    keys,
+    notices,
+    pipeline,
+    selfcheck,
+    status,
+    subscribers,
+    webhooks,
+)
 from breach_notify.cli.common import err, setup_logging
 from breach_notify.errors import BadInput, BreachNotifyError
 from breach_notify.settings import Settings
@@ -57,7 +66,7 @@ def _globals(
     setup_logging(verbose)
 
 
-for module in (keys, breaches, subscribers, notices, pipeline, webhooks, status):
+for module in (keys, breaches, subscribers, notices, pipeline, webhooks, status, selfcheck):
     module.register(app)
 
 _GLOBAL_WITH_VALUE = ("--home", "--keyring")

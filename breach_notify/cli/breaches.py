@@ -29,6 +29,9 @@ def ingest(
         None, "--default-region", help="Region for national numbers (CSV), e.g. GB."
     ),
     k: int = typer.Option(None, "--k", help="k-anonymity: minimum bucket size [default: 50]."),
+    self_check: bool = typer.Option(
+        False, "--self-check", help="Also store the OPRF tags of the private self-check."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Normalise, pseudonymise, deduplicate and bucket dump files (all-or-nothing)."""
@@ -45,6 +48,7 @@ def ingest(
         phone_column=phone_column,
         default_region=default_region,
         k=k,
+        self_check=self_check,
         progress=byte_bar,
     )
     d = report.as_dict()
@@ -55,6 +59,12 @@ def ingest(
         f"(k={d['k']}, smallest {d['min_bucket']}); {d['files_skipped']} file(s) already known; "
         f"{d['seconds']} s"
     )
+    if d.get("self_check"):
+        sc = d["self_check"]
+        human += (
+            f"; self-check: {sc['tags']} tags under OPRF key {sc['key_id']}, buckets of "
+            f"{sc['bucket_bits']} bits (largest {sc['max_bucket']})"
+        )
     emit(as_json, d, human)
 
 

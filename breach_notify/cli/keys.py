@@ -36,6 +36,12 @@ def rotate(
     pseudonym: bool = typer.Option(
         False, "--pseudonym", help="New pseudonym key; re-pseudonymise subscribers."
     ),
+    oprf: bool = typer.Option(
+        False,
+        "--oprf",
+        help="New self-check OPRF key for breaches ingested from now on; "
+        "tagged breaches keep their key until their files are ingested again.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Add a key version and migrate subscribers to it.
@@ -44,9 +50,17 @@ def rotate(
     the previous version kept next to it as ``NAME.bak-TIMESTAMP``. Subscribers are migrated only
     once the new key has been read back from the keyring path.
     """
-    if seal == pseudonym:
-        raise BadInput("choose exactly one of --seal or --pseudonym")
+    if seal + pseudonym + oprf != 1:
+        raise BadInput("choose exactly one of --seal, --pseudonym or --oprf")
     ring = keyring(ctx)
+    if oprf:
+        new_id = ring.rotate("oprf")
+        emit(
+            as_json,
+            {"key_ids": ring.key_ids, "active": new_id},
+            f"new OPRF key {new_id}; breaches ingested with --self-check from now on use it",
+        )
+        return
     purpose = "seal" if seal else "pseudonym"
     new_id = ring.rotate(purpose)  # durable and read back, or it raised: nothing migrated yet
     from breach_notify.subscribers import rotation

@@ -14,8 +14,12 @@ from breach_notify.store.status import snapshot
 
 def status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """What the store holds, as counts only."""
-    with session(settings(ctx)) as conn:
+    from breach_notify.web.abuse import budget_status
+
+    s = settings(ctx)
+    with session(s) as conn:
         snap = snapshot(conn)
+        snap["signup_sms"] = budget_status(conn, s)
     if as_json:
         emit(True, snap)
         return
@@ -35,6 +39,12 @@ def _print(snap: dict[str, Any]) -> None:
         "Subscribers: " + (", ".join(f"{k} {v}" for k, v in snap["subscribers"].items()) or "none")
     )
     out.print("Notices: " + (", ".join(f"{k} {v}" for k, v in snap["notices"].items()) or "none"))
+    budget = snap.get("signup_sms")
+    if budget:
+        out.print(
+            f"Sign-up SMS today: {budget['spent']} of {budget['budget']}"
+            f" ({budget['remaining']} left, UTC day)"
+        )
 
 
 def register(app: typer.Typer) -> None:

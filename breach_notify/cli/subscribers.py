@@ -109,7 +109,7 @@ def import_(
         as_json,
         report.as_dict(),
         f"imported {report.imported} as {report.status}, {report.invalid} invalid,"
-        f" {report.duplicate} duplicate",
+        f" {report.duplicate} duplicate, {report.suppressed} suppressed (opted out or erased)",
     )
 
 

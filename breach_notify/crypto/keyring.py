@@ -1,7 +1,9 @@
 """The keyring: versioned keys per purpose, in a 0600 JSON file or the environment.
 
 Purposes: ``pseudonym`` (HMAC of numbers), ``seal`` (AES-GCM of subscriber numbers), ``code``
-(HMAC of confirmation codes). Each purpose has an active key id and may keep older versions.
+(HMAC of confirmation codes), ``oprf`` (seeds of the self-check's OPRF keys; optional, so older
+keyrings still load: made by ``keys init``, ``keys rotate --oprf`` or on first need). Each
+purpose has an active key id and may keep older versions.
 ``BREACH_NOTIFY_KEYRING_JSON`` (the file's content) takes precedence over the file, for
 containers whose secrets arrive as environment variables.
 """
@@ -16,14 +18,18 @@ import stat
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breach_notify.crypto.pseudonymizer import Pseudonymizer
 from breach_notify.crypto.sealer import Sealer
 from breach_notify.errors import BadInput, OperationalError
 
-PURPOSES = ("pseudonym", "seal", "code")
-_PREFIX = {"pseudonym": "p", "seal": "s", "code": "c"}
+if TYPE_CHECKING:
+    from breach_notify.crypto.oprf import OprfServer
+
+PURPOSES = ("pseudonym", "seal", "code", "oprf")
+_OPTIONAL = ("oprf",)
+_PREFIX = {"pseudonym": "p", "seal": "s", "code": "c", "oprf": "o"}
 _FORMAT = "breach-notify-keyring/1"
 ENV_VAR = "BREACH_NOTIFY_KEYRING_JSON"
 KEY_BYTES = 32
@@ -48,6 +54,8 @@ class Keyring:
             if data.get("format") != _FORMAT:
                 raise ValueError
             for purpose in PURPOSES:
+                if purpose in _OPTIONAL and purpose not in data:
+                    continue
                 section = data[purpose]
                 self._keys[purpose] = {
                     kid: base64.b64decode(v, validate=True) for kid, v in section["keys"].items()
@@ -116,7 +124,7 @@ class Keyring:
 
     @property
     def key_ids(self) -> dict[str, list[str]]:
-        return {p: sorted(self._keys[p]) for p in PURPOSES}
+        return {p: sorted(self._keys[p]) for p in PURPOSES if p in self._keys}
 
     def active_id(self, purpose: str) -> str:
         return self._active[purpose]
@@ -136,6 +144,25 @@ class Keyring:
     def sealer(self) -> Sealer:
         return Sealer(self._active["seal"], self._keys["seal"])
 
+    def oprf_server(self, key_id: str | None = None) -> OprfServer:
+        """The self-check's OPRF key ``key_id`` (default: the active one)."""
+        from breach_notify.crypto.oprf import OprfServer  # loads libsodium: only when needed
+
+        keys = self._keys.get("oprf", {})
+        kid = key_id or self._active.get("oprf")
+        if kid is None or kid not in keys:
+            raise KeyringError(
+                f"OPRF key {kid or '(active)'} is not in the keyring; "
+                "add one with 'breach-notify keys rotate --oprf'"
+            )
+        return OprfServer(kid, keys[kid])
+
+    def ensure_oprf(self) -> str:
+        """The active OPRF key id, adding a first OPRF key (and saving) to an older keyring."""
+        if "oprf" in self._active:
+            return self._active["oprf"]
+        return self.rotate("oprf")
+
     def rotate(self, purpose: str) -> str:
         """Add a new active key version for ``purpose``, keep the old ones, save. Returns its id."""
         if purpose not in PURPOSES:
@@ -144,10 +171,11 @@ class Keyring:
             raise KeyringError(
                 f"the keyring comes from {ENV_VAR}; rotate in the file it was made from"
             )
-        n = 1 + max(int(k[len(_PREFIX[purpose]) :]) for k in self._keys[purpose])
+        keys = self._keys.setdefault(purpose, {})
+        n = 1 + max((int(k[len(_PREFIX[purpose]) :]) for k in keys), default=0)
         kid = f"{_PREFIX[purpose]}{n}"
         key = base64.b64decode(_new_key())
-        self._keys[purpose][kid] = key
+        keys[kid] = key
         self._active[purpose] = kid
         self._write(exclusive=False)
         self._confirm_saved(purpose, kid, key)
@@ -162,7 +190,7 @@ class Keyring:
 
     def _serialise(self) -> bytes:
         data: dict[str, Any] = {"format": _FORMAT}
-        for purpose in PURPOSES:
+        for purpose in self._keys:
             data[purpose] = {
                 "active": self._active[purpose],
                 "keys": {k: base64.b64encode(v).decode() for k, v in self._keys[purpose].items()},

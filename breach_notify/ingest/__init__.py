@@ -16,6 +16,7 @@ file and for a file DuckDB's reader refuses; the merge is the same.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import tempfile
@@ -30,7 +31,7 @@ import phonenumbers
 from breach_notify import text_rules
 from breach_notify.crypto import Keyring, Pseudonymizer
 from breach_notify.errors import BadInput
-from breach_notify.ingest import duckdb_reader
+from breach_notify.ingest import duckdb_reader, selfcheck
 from breach_notify.ingest.arrow_reader import IngestSpec, ShardResult, process_shard
 from breach_notify.ingest.formats import FORMATS, Shard, plan_shards
 from breach_notify.ingest.merge import (
@@ -113,12 +114,15 @@ def ingest(
     phone_column: str | None = None,
     default_region: str | None = None,
     k: int | None = None,
+    self_check: bool = False,
     progress: Progress | None = None,
 ) -> IngestReport:
     """Normalise, pseudonymise, deduplicate and bucket ``paths`` into breach ``breach_id``.
 
     All-or-nothing: the store changes in one transaction at the end, or not at all. Files whose
     content is already recorded for the breach are skipped, so a re-run changes nothing.
+    With ``self_check`` (always, for a breach that already has them) the numbers' self-check
+    tags are stored too, in the same transaction (:mod:`.selfcheck`).
     """
     started = time.monotonic()
     spec = make_spec(
@@ -144,6 +148,16 @@ def ingest(
         key_id = str(row[0]) if row else keyring.active_id("pseudonym")
         p = keyring.pseudonymizer(key_id)  # fails early (BadInput) if the breach's key is gone
         todo = [s for s in shards if s.content_sha256 not in known]
+        tags = selfcheck.plan(
+            conn,
+            keyring,
+            _keyring_path(settings, keyring),
+            breach_id,
+            enabled=self_check,
+            nbytes=sum(s.nbytes for s in todo),
+            out_dir=out_dir,
+        )
+        spec = dataclasses.replace(spec, self_check=tags)
         skipped = len({s.content_sha256 for s in shards} - {s.content_sha256 for s in todo})
         results, acc = _run_files(conn, todo, settings, keyring, p, spec, out_dir, progress)
         report = merge_into(conn, settings, spec, results, acc=acc)

@@ -31,6 +31,7 @@ from breach_notify.crypto.pseudonymizer import bucket_prefixes
 from breach_notify.errors import BadInput
 from breach_notify.ingest import formats, rows
 from breach_notify.ingest.normalize import phone_sql
+from breach_notify.ingest.selfcheck import ShardTagger, TagPlan
 from breach_notify.numbers import InvalidNumber, parse_number
 
 PARTITIONS = 16
@@ -53,6 +54,7 @@ class IngestSpec:
     memory_limit: str = "1GB"
     threads: int | None = None
     tmp_dir: Path | None = None
+    self_check: TagPlan | None = None  # tag for the private self-check (ingest/selfcheck.py)
 
 
 @dataclass
@@ -68,6 +70,7 @@ class ShardResult:
     files: list[Path] = field(default_factory=list)
     sql_decided: int = 0
     python_decided: int = 0
+    tag_files: list[Path] = field(default_factory=list)  # self-check tags (staged Parquet)
 
 
 def reference(raw: str, fmt: str, region: str | None) -> tuple[str | None, str]:
@@ -148,8 +151,22 @@ def process_shard(
         row_sql = rows.csv_sql(layout.columns, phone_index)
         region = spec.default_region
     con = _connect(spec)
+    tagger = ShardTagger.maybe(spec.self_check, f"shard-{shard.index:05d}")
     try:
-        _run(con, reader, row_sql, region, spec, pseudonymizer, shard, out_dir, result, hmac_in_sql)
+        _run(
+            con,
+            reader,
+            row_sql,
+            region,
+            spec,
+            pseudonymizer,
+            shard,
+            out_dir,
+            result,
+            hmac_in_sql,
+            tagger,
+        )
+        result.tag_files = tagger.close() if tagger else []
     except (duckdb.Error, pa.ArrowException, OSError, EOFError, UnicodeError):
         raise BadInput(
             f"{shard.label}: cannot be read as {spec.fmt} (malformed or corrupt "
@@ -157,6 +174,8 @@ def process_shard(
         ) from None
     finally:
         con.close()
+        if tagger:
+            tagger.discard()  # unless closed: a failed shard leaves no tags
     if bad[0]:
         result.invalid_by_reason["bad_line"] = result.invalid_by_reason.get("bad_line", 0) + bad[0]
         result.rows_read += bad[0]
@@ -269,6 +288,7 @@ def _run(
     out_dir: Path,
     result: ShardResult,
     hmac_in_sql: bool,
+    tagger: ShardTagger | None = None,
 ) -> None:
     reasons: Counter[str] = Counter()
     sql, params = query(row_sql, region, spec.fmt, p, hmac_in_sql=hmac_in_sql)
@@ -301,6 +321,8 @@ def _run(
             if found.null_count < table.num_rows:
                 sub = table.filter(pc.is_valid(found))
                 valid = hasher.table(sub.column("e164"), sub.column("kinds"))
+                if tagger:
+                    tagger.add(sub.column("e164"))
         else:
             found = table.column("part")
             valid = None
@@ -327,6 +349,8 @@ def _run(
                 else:
                     extra_p.append(p.pseudonym(e164))
                     extra_k.append(int(kinds))
+                    if tagger:
+                        tagger.add([e164])
 
     pending: Future[None] | None = None
     try:

@@ -43,6 +43,7 @@ from breach_notify.ingest.arrow_reader import (
     reference,
 )
 from breach_notify.ingest.normalize import phone_sql
+from breach_notify.ingest.selfcheck import ShardTagger
 
 ACC = "bn_acc"
 _BATCH = 1 << 20
@@ -179,6 +180,7 @@ def _attempt(
     result = ShardResult(shard, p.key_id)
     reasons: Counter[str] = Counter()
     done = 0
+    tagger = ShardTagger.maybe(spec.self_check, f"file-{index:05d}")
     con = _connect(spec)
     if not spec.threads:  # one more than the cores: they stay busy while Python hashes
         con.execute(f"SET threads = {(os.cpu_count() or 1) + 1}")
@@ -192,7 +194,7 @@ def _attempt(
         batch_rows = max(1 << 16, min(_BATCH, buffer // 64))
         reader = con.sql(sql, params={"path": str(shard.path)}).to_arrow_reader(batch_rows)
         for batch in reader:
-            _consume(batch, store, index, p, spec, encoding, result, reasons)
+            _consume(batch, store, index, p, spec, encoding, result, reasons, tagger)
             step = min(shard.size - done, batch.num_rows * per_row)
             if step > 0:
                 done += step
@@ -203,10 +205,13 @@ def _attempt(
                 con.register("bn_reread", pa.table({"line": pa.array(lines, pa.string())}))
                 again = con.sql(query(source="SELECT line FROM bn_reread")).to_arrow_table()
                 for batch in again.to_batches():
-                    _consume(batch, store, index, p, spec, "latin-1", result, reasons)
+                    _consume(batch, store, index, p, spec, "latin-1", result, reasons, tagger)
                 con.unregister("bn_reread")
+        result.tag_files = tagger.close() if tagger else []
     finally:
         con.close()
+        if tagger:
+            tagger.discard()  # unless closed: a failed attempt leaves no tags
     tick(shard.size - done)
     result.header_lines = reasons.pop("_header", 0)
     blank = reasons.pop("_blank", 0)
@@ -228,6 +233,7 @@ def _consume(
     encoding: str,
     result: ShardResult,
     reasons: Counter[str],
+    tagger: ShardTagger | None = None,
 ) -> None:
     """Count one batch's verdicts and append its pseudonyms to ``bn_acc`` (rows tagged
     ``index``); ``encoding`` is how its text was decoded (for the ``phonenumbers`` rows)."""
@@ -244,6 +250,8 @@ def _consume(
     if e164.null_count < n:
         keep = pc.is_valid(e164)
         fixed = p.pseudonyms_arrow(e164.filter(keep))
+        if tagger:
+            tagger.add(e164.filter(keep))
         pseudonyms.append(_variable_width(fixed))
         prefixes.append(bucket_prefixes(fixed))
         kinds.append(batch.column("kinds").filter(keep))
@@ -252,6 +260,8 @@ def _consume(
     if raw.null_count < n:
         extra = _python_decided(raw, batch.column("kinds"), encoding, spec, p, reasons)
         result.python_decided += extra.undecided
+        if tagger and extra.numbers:
+            tagger.add(extra.numbers)
         if extra.digests:
             fixed = pa.array(extra.digests, pa.binary(32))
             pseudonyms.append(_variable_width(fixed))
@@ -378,6 +388,7 @@ class _Decided:
     undecided: int = 0
     digests: list[bytes] = dataclasses.field(default_factory=list)
     kinds: list[int] = dataclasses.field(default_factory=list)
+    numbers: list[str] = dataclasses.field(default_factory=list)  # E.164, for the self-check
 
 
 def _python_decided(
@@ -401,4 +412,6 @@ def _python_decided(
         else:
             out.digests.append(p.pseudonym(found))
             out.kinds.append(int(k))
+            if spec.self_check:
+                out.numbers.append(found)
     return out

@@ -5,6 +5,7 @@
         breach.toml        title = "Facebook 2021, Czech Republic"
         Czech Republic.txt format = "facebook-2021"   (or "csv", with phone_column)
                            default_region = "CZ"  k = 50   (both optional)
+                           self_check = true  (optional: tags for the private self-check)
 
 The folder name is the breach id. Files already ingested into that breach are recognised by
 content hash (table ``breach_files``) and skipped. Hidden files and ``breach.toml`` are not data.
@@ -40,6 +41,7 @@ class BreachFolder:
     phone_column: str | None = None
     default_region: str | None = None
     k: int | None = None
+    self_check: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -83,6 +85,9 @@ def read_folder(folder: Path) -> BreachFolder:
     k = manifest.get("k")
     if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 2):
         raise BadInput(f"{folder / MANIFEST}: k must be an integer of at least 2")
+    self_check = manifest.get("self_check", False)
+    if not isinstance(self_check, bool):
+        raise BadInput(f"{folder / MANIFEST}: self_check must be true or false")
     files = tuple(
         sorted(
             p
@@ -90,7 +95,7 @@ def read_folder(folder: Path) -> BreachFolder:
             if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
         )
     )
-    known = {"title", "format", "phone_column", "default_region", "k"}
+    known = {"title", "format", "phone_column", "default_region", "k", "self_check"}
     return BreachFolder(
         breach_id=folder.name,
         title=title,
@@ -99,6 +104,7 @@ def read_folder(folder: Path) -> BreachFolder:
         phone_column=phone_column,
         default_region=region.upper() if region else None,
         k=k,
+        self_check=self_check,
         extra={key: v for key, v in manifest.items() if key not in known},
     )
 

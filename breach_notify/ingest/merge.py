@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 
 from breach_notify.errors import BadInput, OperationalError
+from breach_notify.ingest import selfcheck
 from breach_notify.ingest.arrow_reader import UNPARSABLE, IngestSpec, ShardResult
 from breach_notify.kinds import KINDS
 from breach_notify.settings import Settings
@@ -45,6 +46,7 @@ class IngestReport:
     header_lines: int = 0
     sql_decided: int = 0
     python_decided: int = 0
+    self_check: dict[str, Any] | None = None  # tags stored for the private self-check
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -191,6 +193,8 @@ def _merge(
                 bid,
             ],
         )
+        tag_files = [p for r in fresh for p in r.tag_files]
+        report.self_check = selfcheck.merge(conn, spec.self_check, tag_files, bid)
         _before_commit()
     return _finish(conn, report, started, bid)
 

@@ -1,8 +1,10 @@
 """Confirmation codes: 6 digits, stored only as a keyed hash, with expiry, attempts and limits.
 
 A code is ``HMAC(code key, subscriber id || ":" || code)``: bound to one subscriber, useless
-without the keyring. Issuing a new code retires the previous one. Rows stay for a day after
-they are issued because they are the rate-limit record (SMS-bombing guard).
+without the keyring. A code for another purpose than confirming (``"stop"``, the stop page) hashes
+``subscriber id || ":" || purpose || ":" || code``, so it cannot confirm and vice versa.
+Issuing a new code retires the previous one. Rows stay for a day after they are issued because
+they are the rate-limit record (SMS-bombing guard).
 """
 
 from __future__ import annotations
@@ -22,15 +24,27 @@ PER_MINUTE = 1
 PER_DAY = 3
 
 
-def _hash(ring: Keyring, subscriber_id: str, code: str) -> tuple[str, bytes]:
+CONFIRM = "confirm"
+STOP = "stop"
+
+
+def _hash(
+    ring: Keyring, subscriber_id: str, code: str, purpose: str = CONFIRM
+) -> tuple[str, bytes]:
     hasher = ring.code_hasher()
-    return hasher.key_id, hasher.digest(f"{subscriber_id}:{code}".encode())
+    bound = f"{subscriber_id}:{code}" if purpose == CONFIRM else f"{subscriber_id}:{purpose}:{code}"
+    return hasher.key_id, hasher.digest(bound.encode())
 
 
 def rate_limited(conn: duckdb.DuckDBPyConnection, subscriber_id: str, now: datetime) -> bool:
-    """True when a new code now would exceed one per minute or three per day."""
+    """True when a new code now would exceed one per minute or three per day.
+
+    A code that was used does not count against the minute: its owner is there (a sign-up
+    confirmed a moment ago may ask for a stop code straight away).
+    """
     row = conn.execute(
-        "SELECT count(*) FILTER (created_at > ?), count(*) FILTER (created_at > ?)"
+        "SELECT count(*) FILTER (created_at > ? AND used_at IS NULL),"
+        " count(*) FILTER (created_at > ?)"
         " FROM confirmation_codes WHERE subscriber_id = ?",
         [now - timedelta(minutes=1), now - timedelta(days=1), subscriber_id],
     ).fetchone()
@@ -39,13 +53,17 @@ def rate_limited(conn: duckdb.DuckDBPyConnection, subscriber_id: str, now: datet
 
 
 def issue(
-    conn: duckdb.DuckDBPyConnection, ring: Keyring, subscriber_id: str, now: datetime
+    conn: duckdb.DuckDBPyConnection,
+    ring: Keyring,
+    subscriber_id: str,
+    now: datetime,
+    purpose: str = CONFIRM,
 ) -> str | None:
     """A fresh code for ``subscriber_id``, or None when rate-limited. Older codes are retired."""
     if rate_limited(conn, subscriber_id, now):
         return None
     code = f"{secrets.randbelow(10**LENGTH):0{LENGTH}d}"
-    key_id, digest = _hash(ring, subscriber_id, code)
+    key_id, digest = _hash(ring, subscriber_id, code, purpose)
     retire(conn, subscriber_id, now)
     conn.execute(
         "INSERT INTO confirmation_codes (subscriber_id, code_hash, code_key_id, created_at,"
@@ -84,7 +102,12 @@ def has_live(conn: duckdb.DuckDBPyConnection, subscriber_id: str, now: datetime)
 
 
 def verify(
-    conn: duckdb.DuckDBPyConnection, ring: Keyring, subscriber_id: str, code: str, now: datetime
+    conn: duckdb.DuckDBPyConnection,
+    ring: Keyring,
+    subscriber_id: str,
+    code: str,
+    now: datetime,
+    purpose: str = CONFIRM,
 ) -> bool:
     """Check ``code`` against the newest live code; every try counts as an attempt.
 
@@ -103,7 +126,7 @@ def verify(
     candidate = code.strip()
     if len(candidate) != LENGTH or not candidate.isdigit():
         return False
-    got_key, digest = _hash(ring, subscriber_id, candidate)
+    got_key, digest = _hash(ring, subscriber_id, candidate, purpose)
     if got_key != key_id or not hmac.compare_digest(digest, bytes(stored)):
         return False
     conn.execute("UPDATE confirmation_codes SET used_at = ? WHERE id = ?", [now, code_id])

@@ -1,5 +1,8 @@
 """Consent transitions: activate (double opt-in or import), opt out, resume. Each is an event.
 
+An opt-out also leaves a suppression entry (``suppression``) that outlives erasure; a resume,
+which only the number itself can ask for (START), lifts it.
+
 These work inside the caller's transaction when there is one (the sender calls ``opt_out`` and
 ``is_active`` from its own), and open their own otherwise.
 """
@@ -11,7 +14,7 @@ from datetime import datetime
 import duckdb
 
 from breach_notify.store.db import transaction
-from breach_notify.subscribers import codes, events
+from breach_notify.subscribers import codes, events, suppression
 
 DOUBLE_OPT_IN = "sms-double-opt-in"
 
@@ -35,6 +38,7 @@ def opt_out(
         ).fetchall()
         if changed:
             codes.retire(conn, subscriber_id, now)
+            suppression.keep(conn, subscriber_id, "opted_out", now)
             events.record(conn, subscriber_id, "opted_out", source, now)
 
 
@@ -71,5 +75,6 @@ def resume(
             [now, subscriber_id],
         ).fetchall()
         if changed:
+            suppression.lift(conn, subscriber_id)
             events.record(conn, subscriber_id, "opted_in", source, now)
     return bool(changed)

@@ -1,6 +1,7 @@
 """``subscribers import``: an NGO's existing list (CSV with a ``phone`` column, optional
 ``language``). Invalid and duplicate rows are counted, never fatal; a file that cannot be read as
-such a CSV is refused before anything changes.
+such a CSV is refused before anything changes. Numbers that opted out or were erased (the
+suppression list) are skipped and counted as ``suppressed``: an old list cannot bring them back.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from breach_notify.numbers import E164, InvalidNumber, parse_number
 from breach_notify.settings import Settings
 from breach_notify.sms.gateway import Gateway
 from breach_notify.store.db import transaction
-from breach_notify.subscribers import codes, consent, events, optin, registry
+from breach_notify.subscribers import codes, consent, events, optin, registry, suppression
 
 SOURCE = "import"
 
@@ -35,6 +36,7 @@ class ImportReport:
     imported: int = 0
     invalid: int = 0
     duplicate: int = 0
+    suppressed: int = 0
     status: str = "pending"
     codes_sent: int = 0
     codes_failed: int = 0
@@ -45,6 +47,7 @@ class ImportReport:
             "imported": self.imported,
             "invalid": self.invalid,
             "duplicate": self.duplicate,
+            "suppressed": self.suppressed,
             "status": self.status,
             "codes_sent": self.codes_sent,
             "codes_failed": self.codes_failed,
@@ -110,7 +113,9 @@ def import_file(
     """Import ``path``. With ``confirmed`` rows become active with ``consent_source`` as evidence;
     without, they become pending and are texted a code (``gateway`` required).
 
-    Note: an opted-out subscriber is never re-activated by an import, and counts as a duplicate.
+    Note: a number on the suppression list (opted out or erased) is skipped and counted as
+    suppressed; an opted-out subscriber without an entry (before the list existed) is never
+    re-activated either, and counts as a duplicate.
     """
     text_rules.check_consent_source(consent_source.strip())
     evidence = redact.redact(consent_source.strip())[:200]
@@ -146,6 +151,9 @@ def import_file(
 
     to_send: list[optin.Pending] = []
     with transaction(conn):
+        blocked = suppression.suppressed(conn, ring, [n for n, _ in numbers])
+        report.suppressed = len(blocked)
+        numbers = [(n, lang) for n, lang in numbers if n.value not in blocked]
         existing = registry.find_many(conn, ring, [n for n, _ in numbers])
         fresh = [(n, lang) for n, lang in numbers if n.value not in existing]
         ids = registry.create_many(

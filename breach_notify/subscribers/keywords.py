@@ -1,8 +1,10 @@
-"""What an inbound SMS asks for: opt out, opt in, confirm, help, or nothing.
+"""What an inbound SMS asks for: opt out, opt in, join, confirm, help, or nothing.
 
 Keywords are matched case-insensitively with whitespace and punctuation ignored (``" Stop! "``,
 ``"opt-out"``). A clear free-text revocation ("please stop texting me", "unsubscribe me") also
-opts out: when in doubt about a refusal, the safe error is to stop messaging.
+opts out: when in doubt about a refusal, the safe error is to stop messaging. French replies
+(OUI, AIDE, ARRET) count like their English twins. JOIN words (``settings.join_keywords``) ask an
+unknown number to become pending; they never outrank a refusal.
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ from enum import Enum
 class Intent(Enum):
     OPT_OUT = "opt_out"
     OPT_IN = "opt_in"
+    JOIN = "join"
     CONFIRM = "confirm"
     HELP = "help"
     NONE = "none"
 
 
-OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+OPT_OUT = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "ARRET"}
+)
 OPT_IN = frozenset({"START", "UNSTOP"})
-CONFIRM = frozenset({"YES"})
-HELP = frozenset({"HELP", "INFO"})
+CONFIRM = frozenset({"YES", "OUI"})
+HELP = frozenset({"HELP", "INFO", "AIDE"})
+JOIN = frozenset({"JOIN"})
 
 # Words that revoke consent wherever they stand in a message, and phrases that do.
 _REVOKING_WORDS = frozenset(
@@ -45,8 +51,18 @@ def keyword(text: str) -> str:
     return "".join(ch for ch in _fold(text) if ch.isalnum()).upper()
 
 
-def classify(text: str) -> Intent:
-    """The intent of an inbound message body."""
+def join_words(configured: str | None) -> frozenset[str]:
+    """``settings.join_keywords`` ("JOIN, INSCRIRE") as keywords; the default when empty.
+
+    Words that already mean something else (STOP, YES, HELP, …) are ignored.
+    """
+    words = {keyword(w) for w in (configured or "").split(",")} - {""}
+    words -= OPT_OUT | OPT_IN | CONFIRM | HELP
+    return frozenset(words) or JOIN
+
+
+def classify(text: str, join: frozenset[str] = JOIN) -> Intent:
+    """The intent of an inbound message body; ``join`` is the set of JOIN keywords."""
     word = keyword(text)
     if word in OPT_OUT:
         return Intent.OPT_OUT
@@ -56,6 +72,8 @@ def classify(text: str) -> Intent:
         return Intent.CONFIRM
     if word in HELP:
         return Intent.HELP
+    if word in join:
+        return Intent.JOIN
     return Intent.OPT_OUT if revokes(text) else Intent.NONE
 
 

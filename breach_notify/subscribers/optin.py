@@ -3,6 +3,10 @@
 No enumeration: ``add`` gives the same answer whether the number was unknown, pending, active
 or opted out, and whether or not a code went out (rate limit). Note: an active subscriber gets
 no SMS on a repeated add.
+
+``join_by_sms`` is the SMS way in: JOIN (or START) from an unknown number makes it pending and
+answers with a prompt; the YES that follows (``confirm_by_reply``) activates it with consent
+source ``sms-keyword``. A confirmation by the person (code or YES) lifts a suppression entry.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from breach_notify.settings import Settings
 from breach_notify.sms.errors import GatewayError
 from breach_notify.sms.gateway import Gateway, Message
 from breach_notify.store.db import transaction
-from breach_notify.subscribers import codes, consent, events, registry, texts
+from breach_notify.subscribers import codes, consent, events, registry, suppression, texts
+
+SMS_KEYWORD = "sms-keyword"
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class Pending:
     subscriber_id: str
     number: E164
     code: str
+    language: str = "en"
 
 
 class BadCode(BadInput):
@@ -67,8 +74,13 @@ def request(
     language: str,
     source: str,
     now: datetime,
+    consent_id: str | None = None,
 ) -> Pending | None:
-    """Create or reuse the subscriber and issue a code when appropriate. Call in a transaction."""
+    """Create or reuse the subscriber and issue a code when appropriate. Call in a transaction.
+
+    ``consent_id`` names the consent text the person accepted (the sign-up page's versioned
+    checkbox); it is recorded as the source of a ``consent_given`` event.
+    """
     sub = registry.find(conn, ring, number)
     if sub is None:
         sid = registry.create(conn, ring, number, status="pending", language=language, now=now)
@@ -77,12 +89,16 @@ def request(
         return None
     else:
         sid = sub.id
+        if sub.language != language:
+            conn.execute("UPDATE subscribers SET language = ? WHERE id = ?", [language, sid])
+    if consent_id is not None:
+        events.record(conn, sid, "consent_given", f"{source}:{consent_id}", now)
     code = codes.issue(conn, ring, sid, now)
     if code is None:
         events.record(conn, sid, "code_rate_limited", source, now)
         return None
     events.record(conn, sid, "code_issued", source, now)
-    return Pending(sid, number, code)
+    return Pending(sid, number, code, language)
 
 
 def deliver(
@@ -96,7 +112,8 @@ def deliver(
     """Text a code. On failure the code is withdrawn (so it does not count against the limits)
     and the gateway's error returned (its text carries an error code only, never the number)."""
     try:
-        gateway.send(Message(pending.number, texts.confirmation(settings, pending.code)))
+        text = texts.confirmation(settings, pending.code, pending.language)
+        gateway.send(Message(pending.number, text))
     except GatewayError as exc:
         codes.withdraw_latest(conn, pending.subscriber_id)
         events.record(conn, pending.subscriber_id, "code_send_failed", source, now)
@@ -141,8 +158,12 @@ def confirm(
     *,
     source: str = "cli",
     now: datetime | None = None,
+    consent_source: str = consent.DOUBLE_OPT_IN,
 ) -> str:
-    """Activate the subscriber when ``code`` is right: ``"active"``, else ``BadCode``."""
+    """Activate the subscriber when ``code`` is right: ``"active"``, else ``BadCode``.
+
+    The person proved the number is theirs, so a suppression entry for it is lifted.
+    """
     now = now or events.utcnow()
     with transaction(conn):
         sub = registry.find(conn, ring, number)
@@ -150,7 +171,8 @@ def confirm(
         if sub is not None and sub.status in ("pending", "opted_out"):
             ok = codes.verify(conn, ring, sub.id, code, now)
             if ok:
-                consent.activate(conn, sub.id, source, now)
+                consent.activate(conn, sub.id, source, now, consent_source=consent_source)
+                suppression.lift(conn, sub.id)
             else:
                 events.record(conn, sub.id, "confirm_failed", source, now)
     if not ok:
@@ -161,14 +183,77 @@ def confirm(
 def confirm_by_reply(
     conn: duckdb.DuckDBPyConnection, subscriber_id: str, source: str, now: datetime
 ) -> bool:
-    """A YES from the number itself: pending, or opted out with a live code, becomes active."""
+    """A YES from the number itself: pending, or opted out with a live code, becomes active.
+
+    A subscriber that came in by JOIN keeps ``sms-keyword`` as its consent source.
+    """
     sub = registry.get(conn, subscriber_id)
     if sub is None:
         return False
     if sub.status == "pending" or (
         sub.status == "opted_out" and codes.has_live(conn, subscriber_id, now)
     ):
-        return consent.activate(conn, subscriber_id, source, now)
+        row = conn.execute(
+            "SELECT consent_source FROM subscribers WHERE id = ?", [subscriber_id]
+        ).fetchone()
+        how = SMS_KEYWORD if row and row[0] == SMS_KEYWORD else consent.DOUBLE_OPT_IN
+        changed = consent.activate(conn, subscriber_id, source, now, consent_source=how)
+        if changed:
+            suppression.lift(conn, subscriber_id)
+        return changed
     if sub.status == "opted_out" and sub.confirmed:
         return consent.resume(conn, subscriber_id, source, now)
     return False
+
+
+@dataclass(frozen=True)
+class JoinAnswer:
+    """What a JOIN did (for logs: no number) and the reply to send back, if any."""
+
+    changed: bool
+    reply: str | None
+
+
+def join_by_sms(
+    conn: duckdb.DuckDBPyConnection,
+    ring: Keyring,
+    settings: Settings,
+    number: E164,
+    language: str | None = None,
+    *,
+    source: str = "sms",
+    now: datetime | None = None,
+) -> JoinAnswer:
+    """JOIN (or START) from ``number`` itself, already authenticated by the webhook.
+
+    Unknown (or erased) → a new pending subscriber with consent source ``sms-keyword``; pending
+    or opted out → pending again. Each gets the YES prompt in ``language`` (the subscriber's own
+    for a known one). An active subscriber is left alone and gets no reply. Note: works inside
+    the caller's transaction when there is one.
+    """
+    now = now or events.utcnow()
+    lang = texts.language_of(language or settings.default_language)
+    with transaction(conn):
+        sub = registry.find(conn, ring, number)
+        if sub is not None and sub.status == "active":
+            return JoinAnswer(False, None)
+        if sub is None:
+            sid = registry.create(
+                conn,
+                ring,
+                number,
+                status="pending",
+                language=lang,
+                now=now,
+                consent_source=SMS_KEYWORD,
+            )
+            events.record(conn, sid, "created", source, now)
+        else:
+            sid, lang = sub.id, texts.language_of(sub.language)
+            conn.execute(
+                "UPDATE subscribers SET status = 'pending', consent_source = ?, updated_at = ?"
+                " WHERE id = ?",
+                [SMS_KEYWORD, now, sid],
+            )
+        events.record(conn, sid, "join_requested", SMS_KEYWORD, now)
+    return JoinAnswer(True, texts.join_prompt(settings, lang))

@@ -38,6 +38,7 @@ from breach_notify.settings import Settings
 from breach_notify.store.db import session
 from breach_notify.subscribers import consent, inbound, spool
 from breach_notify.subscribers.keywords import Intent
+from breach_notify.web import check, pages
 
 log = logging.getLogger("breach_notify.webhooks")
 T = TypeVar("T")
@@ -168,11 +169,14 @@ def create_app(settings: Settings, *, public_url: str, auth_token: str) -> Starl
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    front = pages.Front(settings)
     return Starlette(
         routes=[
             Route("/twilio/inbound", inbound_sms, methods=["POST"]),
             Route("/twilio/status", status_callback, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            *check.routes(settings, front),
+            *pages.routes(settings, front=front),
         ]
     )
 
