@@ -59,18 +59,6 @@ KNOWN_VIOLATIONS: dict[str, str] = {
     "breach_notify.store.report -> breach_notify.ingest": (
         "breach_summary is a read model of the store; move it to store/ (ingest)"
     ),
-    "breach_notify.subscribers.importer -> breach_notify.notify.gateway": (
-        "the Gateway protocol moves to a room below subscribers, e.g. sms/ (notify)"
-    ),
-    "breach_notify.subscribers.optin -> breach_notify.notify.gateway": (
-        "the Gateway protocol and Message move below subscribers (notify)"
-    ),
-    "breach_notify.subscribers.optin -> breach_notify.notify.errors": (
-        "gateway errors move below subscribers (notify)"
-    ),
-    "breach_notify.subscribers.texts -> breach_notify.notify.segments": (
-        "segment counting moves below subscribers (notify)"
-    ),
     "breach_notify.ingest.duckdb_reader -> breach_notify.ingest.arrow_reader._connect": (
         "a private name of another module; make it public or move it (ingest)"
     ),

@@ -208,8 +208,6 @@ def test_keyring_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
     assert afile.read_text() == ""
 
 
-
-
 def _without_oprf(path: Path) -> None:
     """Rewrite a keyring as one made before the ``oprf`` purpose existed."""
     data = json.loads(path.read_text())

@@ -35,10 +35,10 @@ from starlette.staticfiles import StaticFiles
 
 from breach_notify.crypto import Keyring
 from breach_notify.errors import OperationalError
-from breach_notify.notify.errors import GatewayError
-from breach_notify.notify.gateway import Gateway, Message, open_gateway
 from breach_notify.numbers import E164, InvalidNumber, parse_number
 from breach_notify.settings import Settings
+from breach_notify.sms.errors import GatewayError
+from breach_notify.sms.gateway import Gateway, Message, open_gateway
 from breach_notify.store.db import session, transaction
 from breach_notify.subscribers import codes, events, leave, optin, texts
 from breach_notify.web import abuse, i18n

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from breach_notify.sms.gateways.memory import MemoryGateway
 from starlette.applications import Starlette
 
 from breach_notify import redact
-from breach_notify.notify.gateways.memory import MemoryGateway
 from breach_notify.settings import Settings
 from breach_notify.web import pages
 
