@@ -58,3 +58,18 @@ def test_redact_text_and_log_records(caplog: pytest.LogCaptureFixture) -> None:
         rec = logger.makeRecord("bn-test", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
     handler.filter(rec)
     assert rec.exc_info is None and "447700900123" not in rec.getMessage()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GET /x?n=44+7911+123456 HTTP/1.1",
+        "GET /x?n=%2B44%207911%20123456",
+        "n=+44_7911_123456&b=1",
+        "tel:+44(0)7911-123456",
+    ],
+)
+def test_redaction_catches_numbers_split_by_plus_and_url_encoding(text: str) -> None:
+    masked = redact(text)
+    assert "[redacted]" in masked
+    assert not any(run in masked for run in ("7911", "123456", "%207911"))
