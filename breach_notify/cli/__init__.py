@@ -12,7 +12,7 @@ import typer
 from typer._click.exceptions import ClickException
 
 from breach_notify import redact
-from breach_notify.cli import breaches, keys, notices, pipeline, status, subscribers, webhooks
+from breach_notify.cli import breaches, keys, notices, pipeline, status, subscribers, web
 from breach_notify.cli.common import err, setup_logging
 from breach_notify.errors import BreachNotifyError
 from breach_notify.settings import Settings
@@ -49,7 +49,7 @@ def _globals(
     setup_logging(verbose)
 
 
-for module in (keys, breaches, subscribers, notices, pipeline, webhooks, status):
+for module in (keys, breaches, subscribers, notices, pipeline, web, status):
     module.register(app)
 
 _GLOBAL_WITH_VALUE = ("--home", "--keyring")

@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 
 from breach_notify.crypto import InvalidToken, Keyring, Sealed, Sealer
+from breach_notify.events import applier
 from breach_notify.notify import delivery, quiet
 from breach_notify.notify.errors import (
     AccountError,
@@ -45,7 +46,7 @@ from breach_notify.notify.throttle import Backoff, TokenBucket
 from breach_notify.numbers import E164
 from breach_notify.settings import Settings
 from breach_notify.store import db
-from breach_notify.subscribers import consent, spool
+from breach_notify.subscribers import consent
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,6 @@ def send(
     )
     started = time.monotonic()
     try:
-        spool.apply(run.store.get(), settings)  # STOPs kept while the store was busy come first
         run.reconcile()
         if resend_in_doubt:
             run.release_in_doubt()
@@ -165,6 +165,9 @@ class _Store:
         if self._conn is None:
             self._conn = db.connect(self.settings)
             self.opened_at = time.monotonic()
+            applier.drain(
+                self._conn, self.settings.journal_path
+            )  # the web's STOPs bind what follows
         return self._conn
 
     def held_for(self) -> float:

@@ -88,6 +88,22 @@ def find(conn: duckdb.DuckDBPyConnection, ring: Keyring, number: E164) -> Subscr
     return None
 
 
+def find_by_pseudonyms(
+    conn: duckdb.DuckDBPyConnection, candidates: dict[str, bytes]
+) -> Subscriber | None:
+    """The non-erased subscriber whose pseudonym is one of ``candidates`` (key id → pseudonym):
+    the form in which the web's journal holds a number."""
+    for key_id, pseudonym in sorted(candidates.items()):
+        row = conn.execute(
+            "SELECT id, status, language, confirmed_at IS NOT NULL FROM subscribers"
+            " WHERE pseudonym_key_id = ? AND pseudonym = ? AND status <> 'erased' LIMIT 1",
+            [key_id, pseudonym],
+        ).fetchone()
+        if row is not None:
+            return Subscriber(str(row[0]), str(row[1]), str(row[2]), bool(row[3]))
+    return None
+
+
 def find_many(
     conn: duckdb.DuckDBPyConnection, ring: Keyring, numbers: list[E164]
 ) -> dict[str, Subscriber]:

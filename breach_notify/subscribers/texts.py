@@ -41,6 +41,14 @@ def resumed(settings: Settings) -> str:
     return _checked(f"{_org(settings)}: leak alerts are on again. Reply STOP to opt out.")
 
 
+def opt_in_ack(settings: Settings) -> str:
+    """The answer to YES / START at once, whatever the number's state (it reveals none)."""
+    return _checked(
+        f"{_org(settings)}: if this number asked for leak alerts, they are on now."
+        " Reply STOP to opt out."
+    )
+
+
 def help_text(settings: Settings) -> str:
     url = settings.advice_url if len(settings.advice_url) <= 60 else ""
     return _checked(
