@@ -68,6 +68,19 @@ class Entry:
     payload: dict[str, Any]
 
 
+def inbound_entry(message_id: str, intent: str, pseudonyms: dict[str, str]) -> Entry:
+    """An inbound message that changes consent: its id, the intent, the sender's pseudonyms."""
+    return Entry(f"in:{message_id}", INBOUND, {"intent": intent, "p": pseudonyms})
+
+
+def status_entry(
+    message_id: str, status: str, error: str | None, recipient: dict[str, str]
+) -> Entry:
+    """A delivery status callback; ``recipient`` is the ``To`` as pseudonyms (may be empty)."""
+    payload = {"sid": message_id, "status": status, "error": error, "to": recipient}
+    return Entry(f"st:{message_id}:{status}", STATUS, payload)
+
+
 @dataclass(frozen=True)
 class Stored:
     """An entry as the journal holds it."""

@@ -38,7 +38,7 @@ from twilio.request_validator import (
 from twilio.twiml.messaging_response import MessagingResponse
 
 from breach_notify.events import journal
-from breach_notify.events.journal import INBOUND, STATUS, Entry, JournalUnavailable
+from breach_notify.events.journal import Entry, JournalUnavailable
 from breach_notify.events.worker import Worker
 from breach_notify.notify import delivery
 from breach_notify.settings import Settings
@@ -129,8 +129,7 @@ def create_app(
                 return PlainTextResponse("MessageSid missing or malformed", status_code=400)
             candidates = keys.pseudonyms(params.get("From", ""))
             if candidates:
-                payload = {"intent": intent.value, "p": candidates}
-                failed = await keep(Entry(f"in:{message_id}", INBOUND, payload))
+                failed = await keep(journal.inbound_entry(message_id, intent.value, candidates))
                 if failed is not None:
                     log.warning("inbound intent=%s answered 503: journal unavailable", intent.value)
                     return failed
@@ -147,13 +146,8 @@ def create_app(
             log.info("status callback ignored: unknown status or message id")
             return Response(status_code=204)
         code = (params.get("ErrorCode") or "").strip()[:16] or None
-        payload = {
-            "sid": message_id,
-            "status": status,
-            "error": code,
-            "to": keys.pseudonyms(params.get("To", "")),
-        }
-        failed = await keep(Entry(f"st:{message_id}:{status}", STATUS, payload))
+        recipient = keys.pseudonyms(params.get("To", ""))
+        failed = await keep(journal.status_entry(message_id, status, code, recipient))
         if failed is not None:
             log.warning("status callback answered 503: journal unavailable")
             return failed
