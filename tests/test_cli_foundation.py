@@ -48,7 +48,13 @@ def test_global_options_anywhere(cli, home: Path, tmp_path: Path) -> None:  # ty
 def test_status_json_on_empty_store(cli) -> None:  # type: ignore[no-untyped-def]
     res = cli("status", "--json")
     assert res.code == 0, res.stderr
-    assert res.json == {"breaches": [], "subscribers": {}, "notices": {}}
+    assert res.json == {
+        "breaches": [],
+        "subscribers": {},
+        "notices": {},
+        "events": {"pending": 0, "oldest_seconds": 0.0},
+        "alarms": [],
+    }
     assert res.stdout.count("\n") == 1
 
 

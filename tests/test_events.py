@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import stat
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from support.flows import Run
 from support.privacy import scan
 from support.sender import build
 from support.subscribers import GB_MOBILE, add_notice
@@ -172,3 +174,26 @@ def test_an_unreadable_journal_stops_the_sender(settings: Settings, keyring: Key
     with pytest.raises(OperationalError, match="journal"):
         send(settings, keyring, gw, clock=lambda: NOON_PARIS)
     assert gw.outbox == []
+
+
+def test_status_shows_the_backlog_and_alarms_when_it_is_stuck(
+    settings: Settings, keyring: Keyring, cli: Callable[..., Run]
+) -> None:
+    import time
+
+    append(
+        settings,
+        journal.inbound_entry("SM1", "opt_out", pseudonyms(keyring, GB_MOBILE)),
+        journal.status_entry("SM2", "delivered", None, pseudonyms(keyring, GB_MOBILE)),
+    )
+    calm = cli("status", "--json")
+    assert calm.code == 0 and calm.json["events"]["pending"] == 2 and calm.json["alarms"] == []
+    time.sleep(1.1)
+    stuck = cli("status", "--json", env={"BREACH_NOTIFY_EVENTS_ALARM_SECONDS": "1"})
+    assert stuck.json["events"]["pending"] == 2
+    assert stuck.json["events"]["oldest_seconds"] >= 1
+    assert len(stuck.json["alarms"]) == 1 and "not applied" in stuck.json["alarms"][0]
+    human = cli("status", env={"BREACH_NOTIFY_EVENTS_ALARM_SECONDS": "1"})
+    assert "Web events: 2 pending" in human.stdout and "alarm:" in human.stderr
+    outputs = [r.stdout + r.stderr for r in (calm, stuck, human)]
+    assert scan([settings.home], [GB_MOBILE], texts=outputs) == []
