@@ -4,8 +4,9 @@ Every entry's id goes into ``applied_events`` in the transaction that applies it
 there is skipped. So a crash between the store's commit and the journal's mark (or two processes
 draining the same entries one after the other) applies nothing twice. Effects go through the
 owners' functions: ``subscribers.inbound.apply`` (consent, never backwards in time),
-``notify.delivery.record_delivery`` (status only moves forward), ``events.settle`` (a callback
-for a message id never recorded).
+``consent.opt_out`` (the carrier's 21610); delivery statuses go through ``events.settle`` (the
+rules of ``notify.delivery``, a batch per statement; a callback for a message id never recorded
+settles the recipient's in-flight notice).
 
 Whoever holds the store drains first: the web's background :mod:`worker`, the sender each time
 it opens the store (so an opt-out accepted during a send binds its next chunk), and match.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +108,12 @@ def drain(
 
 
 def apply_batch(conn: duckdb.DuckDBPyConnection, entries: list[Stored]) -> tuple[int, int]:
-    """Apply the entries not yet in ``applied_events``, in journal order, and record their ids.
-    Runs in the caller's transaction; returns (applied, changed)."""
+    """Apply the entries not yet in ``applied_events`` and record their ids, in the caller's
+    transaction; returns (applied, changed).
+
+    Delivery statuses go in one statement for the batch (``settle.record_deliveries``: the
+    furthest status wins, whatever the order); consent changes one by one in journal order.
+    """
     ids = [e.event_id for e in entries]
     done = {
         str(r[0])
@@ -117,53 +123,111 @@ def apply_batch(conn: duckdb.DuckDBPyConnection, entries: list[Stored]) -> tuple
             {"ids": ids},
         ).fetchall()
     }
-    fresh = [e for e in entries if e.event_id not in done]
-    changed = 0
+    fresh = [e for e in entries if e.event_id not in done and _well_formed(e)]
+    statuses = [e for e in fresh if e.kind == STATUS]
+    changed = len(_statuses(conn, statuses))
+    messages = [e for e in fresh if e.kind == INBOUND]
+    senders = dict(
+        zip(
+            (e.seq for e in messages),
+            registry.find_by_pseudonyms(conn, [_candidates(e.payload["p"]) for e in messages]),
+            strict=True,
+        )
+    )
+    # A subscriber whose only messages in this batch are opt-outs (a STOP wave) goes in bulk;
+    # anyone else's messages are applied one by one, in journal order.
+    intents: dict[str, set[str]] = {}
+    for e in messages:
+        sub = senders[e.seq]
+        if sub is not None:
+            intents.setdefault(sub.id, set()).add(str(e.payload["intent"]))
+    stops = [
+        (sub.id, e.accepted_at)
+        for e in messages
+        if (sub := senders[e.seq]) is not None and intents[sub.id] == {Intent.OPT_OUT.value}
+    ]
+    changed += len(consent.apply_opt_outs(conn, stops, inbound.SOURCE))
     for entry in fresh:
-        try:
-            changed += _apply(conn, entry)
-        except (KeyError, ValueError, TypeError):
-            log.warning("a journal entry of kind %s is malformed; skipped", entry.kind[:20])
+        if entry.kind == INBOUND:
+            sub = senders[entry.seq]
+            if sub is not None and intents[sub.id] != {Intent.OPT_OUT.value}:
+                intent = Intent(entry.payload["intent"])
+                changed += inbound.apply(conn, sub.id, intent, entry.accepted_at)
+        elif entry.kind == STATUS and entry.payload.get("error") == delivery.OPTED_OUT_CODE:
+            changed += _carrier_opt_out(conn, entry)
     if fresh:
         conn.execute(
             "INSERT INTO applied_events (event_id, applied_at)"
             " SELECT unnest($ids::VARCHAR[]), now()",
-            {"ids": [e.event_id for e in fresh]},
+            {"ids": [e.event_id for e in entries if e.event_id not in done]},
         )
     return len(fresh), changed
+
+
+def _well_formed(entry: Stored) -> bool:
+    p = entry.payload
+    try:
+        if entry.kind == INBOUND:
+            Intent(p["intent"])
+            _candidates(p["p"])
+        elif entry.kind == STATUS:
+            str(p["sid"]), str(p["status"]), _candidates(p.get("to") or {})
+        else:
+            raise ValueError
+    except (KeyError, ValueError, TypeError, AttributeError):
+        log.warning("a journal entry of kind %s is malformed; skipped", entry.kind[:20])
+        return False
+    return True
 
 
 def _candidates(pseudonyms: dict[str, str]) -> dict[str, bytes]:
     return {str(kid): bytes.fromhex(h) for kid, h in pseudonyms.items()}
 
 
-def _apply(conn: duckdb.DuckDBPyConnection, entry: Stored) -> bool:
-    p = entry.payload
-    if entry.kind == INBOUND:
-        sub = registry.find_by_pseudonyms(conn, _candidates(p["p"]))
-        if sub is None:
-            return False
-        return inbound.apply(conn, sub.id, Intent(p["intent"]), entry.accepted_at)
-    if entry.kind == STATUS:
-        return _status(conn, entry)
-    return False
+def _statuses(conn: duckdb.DuckDBPyConnection, entries: list[Stored]) -> set[str]:
+    """Record a batch of callbacks; the gateway ids whose notice changed."""
 
+    def rows(batch: list[Stored]) -> list[tuple[str, str, str | None, datetime]]:
+        return [
+            (str(e.payload["sid"]), str(e.payload["status"]), e.payload.get("error"), e.accepted_at)
+            for e in batch
+        ]
 
-def _status(conn: duckdb.DuckDBPyConnection, entry: Stored) -> bool:
-    p = entry.payload
-    gateway_id, status, code = str(p["sid"]), str(p["status"]), p.get("error")
-    at = entry.accepted_at
-    changed = delivery.record_delivery(conn, gateway_id, status, code, at)
-    if not changed and p.get("to"):
-        sub = registry.find_by_pseudonyms(conn, _candidates(p["to"]))
-        if sub is not None and settle.attach_unrecorded(conn, gateway_id, [sub.id], at):
-            changed = delivery.record_delivery(conn, gateway_id, status, code, at) or True
-    if code == delivery.OPTED_OUT_CODE:
-        subscriber_id = delivery.subscriber_of(conn, gateway_id)
-        if subscriber_id is not None and not consent.superseded(conn, subscriber_id, at):
-            consent.opt_out(conn, subscriber_id, "gateway", at)
-            changed = True
+    changed = settle.record_deliveries(conn, rows(entries))
+    gids = sorted({str(e.payload["sid"]) for e in entries})
+    known = {
+        str(r[0])
+        for r in conn.execute(
+            "SELECT DISTINCT gateway_id FROM notices"
+            " WHERE gateway_id IN (SELECT unnest($gids::VARCHAR[]))",
+            {"gids": gids},
+        ).fetchall()
+    }
+    attached: set[str] = set()
+    for e in entries:  # a message id no notice holds: the recipient's in-flight notice, if any
+        gid = str(e.payload["sid"])
+        if gid in known or gid in attached or not e.payload.get("to"):
+            continue
+        sub = registry.find_by_pseudonyms(conn, [_candidates(e.payload["to"])])[0]
+        if sub is not None and settle.attach_unrecorded(conn, gid, [sub.id], e.accepted_at):
+            attached.add(gid)
+    if attached:
+        changed |= (
+            settle.record_deliveries(
+                conn, rows([e for e in entries if str(e.payload["sid"]) in attached])
+            )
+            | attached
+        )
     return changed
+
+
+def _carrier_opt_out(conn: duckdb.DuckDBPyConnection, entry: Stored) -> bool:
+    """Twilio's 21610: the recipient opted out with the carrier; record it like a STOP."""
+    subscriber_id = delivery.subscriber_of(conn, str(entry.payload["sid"]))
+    if subscriber_id is None or consent.superseded(conn, subscriber_id, entry.accepted_at):
+        return False
+    consent.opt_out(conn, subscriber_id, "gateway", entry.accepted_at)
+    return True
 
 
 def prune(conn: duckdb.DuckDBPyConnection, journal_path: Path, retention_seconds: float) -> None:

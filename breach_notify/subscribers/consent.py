@@ -97,3 +97,64 @@ def resume(
         if changed:
             events.record(conn, subscriber_id, "opted_in", source, now)
     return bool(changed)
+
+
+def apply_opt_outs(
+    conn: duckdb.DuckDBPyConnection, decisions: list[tuple[str, datetime]], source: str
+) -> set[str]:
+    """Many opt-outs at once (a wave of STOPs from the web's journal), each ``(subscriber id,
+    when)``: the same as :func:`opt_out` for every decision that is not :func:`superseded`, in
+    a few set-based statements. Returns the ids whose status changed."""
+    if not decisions:
+        return set()
+    with events.atomic(conn):
+        kept = conn.execute(
+            "SELECT d.sid, min(d.seen), max(d.seen)"
+            " FROM (SELECT unnest($sids::VARCHAR[]) AS sid, unnest($ats::TIMESTAMPTZ[]) AS seen) d"
+            " LEFT JOIN consent_clock c ON c.subscriber_id = d.sid"
+            " WHERE c.decided_at IS NULL OR d.seen >= c.decided_at GROUP BY d.sid",
+            {"sids": [s for s, _ in decisions], "ats": [at for _, at in decisions]},
+        ).fetchall()
+        if not kept:
+            return set()
+        k = {
+            "sids": [str(r[0]) for r in kept],
+            "firsts": [r[1] for r in kept],
+            "lasts": [r[2] for r in kept],
+        }
+        conn.execute(
+            "INSERT INTO consent_clock (subscriber_id, decided_at)"
+            " SELECT unnest($sids::VARCHAR[]), unnest($lasts::TIMESTAMPTZ[])"
+            " ON CONFLICT (subscriber_id) DO UPDATE"
+            " SET decided_at = greatest(consent_clock.decided_at, excluded.decided_at)",
+            {"sids": k["sids"], "lasts": k["lasts"]},
+        )
+        changed = {
+            str(r[0])
+            for r in conn.execute(
+                "UPDATE subscribers SET status = 'opted_out', updated_at = k.first"
+                " FROM (SELECT unnest($sids::VARCHAR[]) AS sid,"
+                "       unnest($firsts::TIMESTAMPTZ[]) AS first) k"
+                " WHERE subscribers.id = k.sid AND subscribers.status IN ('pending', 'active')"
+                " RETURNING subscribers.id",
+                {"sids": k["sids"], "firsts": k["firsts"]},
+            ).fetchall()
+        }
+        if changed:
+            firsts = [f for s, f in zip(k["sids"], k["firsts"], strict=True) if s in changed]
+            ids = [s for s in k["sids"] if s in changed]
+            conn.execute(
+                "UPDATE confirmation_codes SET expires_at = k.first"
+                " FROM (SELECT unnest($sids::VARCHAR[]) AS sid,"
+                "       unnest($firsts::TIMESTAMPTZ[]) AS first) k"
+                " WHERE confirmation_codes.subscriber_id = k.sid AND used_at IS NULL"
+                " AND expires_at > k.first",
+                {"sids": ids, "firsts": firsts},
+            )
+            conn.execute(
+                "INSERT INTO subscriber_events (subscriber_id, event, source, occurred_at)"
+                " SELECT unnest($sids::VARCHAR[]), 'opted_out', $source,"
+                " unnest($firsts::TIMESTAMPTZ[])",
+                {"sids": ids, "firsts": firsts, "source": source},
+            )
+    return changed
