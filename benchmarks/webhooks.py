@@ -301,9 +301,9 @@ def main() -> None:
                 base = measure(floor_port, reqs, c)
             finally:
                 stop(floor)
+            cmd = [sys.executable, "-m", "breach_notify", "--home", str(home), "web"]
             web = start(
-                [sys.executable, "-m", "breach_notify", "--home", str(home), "web"]
-                + ["--port", str(web_port), "--public-url", PUBLIC],
+                [*cmd, "--port", str(web_port), "--public-url", PUBLIC],
                 web_port,
                 env,
                 tmp / f"web-{c}.log",

@@ -32,18 +32,19 @@ def pseudonyms(ring: Keyring, number: str) -> dict[str, str]:
     return {k: ring.pseudonymizer(k).pseudonym(number).hex() for k in ring.key_ids["pseudonym"]}
 
 
-def append(settings: Settings, *entries: journal.Entry) -> list[bool]:
+def append(settings: Settings, *entries: journal.Entry) -> None:
     writer = Writer(settings.journal_path).start()
     try:
-        return [writer.submit(e).result(10) for e in entries]
+        for e in entries:
+            writer.submit(e).result(10)
     finally:
         writer.close()
 
 
 def test_journal_is_private_and_keeps_a_replay_once(settings: Settings, keyring: Keyring) -> None:
     entry = journal.inbound_entry("SM1", "opt_out", pseudonyms(keyring, GB_MOBILE))
-    assert append(settings, entry, entry) == [True, False]
-    assert append(settings, entry) == [False]  # across restarts too
+    append(settings, entry, entry)
+    append(settings, entry)  # across restarts too
     path = settings.journal_path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
@@ -66,7 +67,8 @@ def test_concurrent_appends_share_commits(settings: Settings) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert all(f.result(10) for f in futures)
+    for f in futures:
+        f.result(10)
     writer.close()
     assert journal.backlog(settings.journal_path).pending == 400
     assert writer.batches < 400  # group commit: one fsync served several requests

@@ -135,15 +135,18 @@ def create(path: Path) -> sqlite3.Connection:
 @dataclass
 class _Pending:
     entry: Entry
-    future: Future[bool]
+    future: Future[None] | asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop | None = None  # set for an asyncio future
 
 
 class Writer:
-    """One thread appends; :meth:`submit` hands it an entry, the future resolves when durable.
+    """One thread appends; an entry handed over with :meth:`submit` (a ``concurrent.futures``
+    future) or :meth:`append` (awaitable) is done when durable — a replay, already journaled,
+    is done too and changes nothing. A batch that cannot be committed fails every one of its
+    entries with :class:`JournalUnavailable` and leaves nothing behind.
 
-    The future's result is True for a new entry, False for a replay (already journaled); its
-    exception is :class:`JournalUnavailable` when the batch could not be committed.
-    ``on_commit`` (the applier's wake-up) runs after each commit that added something.
+    ``on_commit`` (the applier's wake-up) runs after each commit. The asyncio futures of a batch
+    are resolved with one call into their loop, not one per request.
     """
 
     MAX_BATCH = 1024
@@ -174,14 +177,17 @@ class Writer:
             self._queue.put(None)
             self._thread.join()
 
-    def submit(self, entry: Entry) -> Future[bool]:
-        fut: Future[bool] = Future()
+    def submit(self, entry: Entry) -> Future[None]:
+        fut: Future[None] = Future()
         self._queue.put(_Pending(entry, fut))
         return fut
 
-    async def append(self, entry: Entry) -> bool:
-        """Journal ``entry`` durably; True when new, False for a replay."""
-        return await asyncio.wrap_future(self.submit(entry))
+    async def append(self, entry: Entry) -> None:
+        """Journal ``entry`` durably (a replay is accepted and changes nothing)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Pending(entry, fut, loop))
+        await fut
 
     def check(self) -> None:
         """Open the journal once now (start-up), so a bad path is reported before serving."""
@@ -226,30 +232,28 @@ class Writer:
                     stopping = True
                     break
                 batch.append(item)
-            batch = [p for p in batch if p.entry.event_id and not p.future.cancelled()]
-            if batch:
-                self._commit(batch)
+            self._commit(batch)
         self._drop()
 
+    def _rows(self, batch: list[_Pending]) -> list[tuple[str, str, int, str]]:
+        rows = []
+        for p in batch:
+            self._last_us = max(now_us(), self._last_us + 1)
+            payload = json.dumps(p.entry.payload, separators=(",", ":"), sort_keys=True)
+            rows.append((p.entry.event_id, p.entry.kind, self._last_us, payload))
+        return rows
+
     def _commit(self, batch: list[_Pending]) -> None:
-        results: list[bool] = []
+        failure: JournalUnavailable | None = None
         try:
             conn = self._open()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for p in batch:
-                    self._last_us = max(now_us(), self._last_us + 1)
-                    cur = conn.execute(
-                        "INSERT OR IGNORE INTO events (event_id, kind, accepted_us, payload)"
-                        " VALUES (?, ?, ?, ?)",
-                        [
-                            p.entry.event_id,
-                            p.entry.kind,
-                            self._last_us,
-                            json.dumps(p.entry.payload, separators=(",", ":"), sort_keys=True),
-                        ],
-                    )
-                    results.append(cur.rowcount == 1)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO events (event_id, kind, accepted_us, payload)"
+                    " VALUES (?, ?, ?, ?)",
+                    self._rows(batch),
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -263,16 +267,32 @@ class Writer:
                 len(batch),
             )
             failure = JournalUnavailable("the event journal cannot be written")
-            for p in batch:
-                if p.future.set_running_or_notify_cancel():
+        else:
+            self.batches += 1
+            if self.on_commit is not None:
+                self.on_commit()
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for p in batch:
+            if p.loop is not None:
+                by_loop.setdefault(p.loop, []).append(p.future)  # type: ignore[arg-type]
+            elif isinstance(p.future, Future) and p.future.set_running_or_notify_cancel():
+                if failure is None:
+                    p.future.set_result(None)
+                else:
                     p.future.set_exception(failure)
-            return
-        self.batches += 1
-        for p, new in zip(batch, results, strict=True):
-            if p.future.set_running_or_notify_cancel():
-                p.future.set_result(new)
-        if any(results) and self.on_commit is not None:
-            self.on_commit()
+        for loop, futures in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(_resolve, futures, failure)
+
+
+def _resolve(futures: list[asyncio.Future[None]], failure: BaseException | None) -> None:
+    for fut in futures:
+        if fut.done():
+            continue  # the request was cancelled (client gone)
+        if failure is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(failure)
 
 
 # -- reading, marking, pruning (any process) ------------------------------------------------

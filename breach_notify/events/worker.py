@@ -2,7 +2,8 @@
 the store, holding it briefly (other processes — the sender, an ingest — come first).
 
 Woken by the journal's writer after each commit, it waits ``GATHER`` seconds so that one opening
-of the store applies many events, tries the store for ``LOCK_WAIT`` seconds, drains for at most
+of the store applies many events (and at least ``INTERVAL`` since the last: opening the store
+costs CPU the requests need), tries the store for ``LOCK_WAIT`` seconds, drains for at most
 ``HOLD`` seconds, and closes it. A busy store (an ingest) means a backoff up to ``MAX_BACKOFF``;
 the journal keeps everything meanwhile. Hourly, applied entries older than the retention are
 pruned from the journal and the store.
@@ -21,7 +22,8 @@ from breach_notify.store.db import session
 
 log = logging.getLogger(__name__)
 
-GATHER = 0.1
+GATHER = 0.2
+INTERVAL = 0.5
 LOCK_WAIT = 0.2
 HOLD = 0.5
 MAX_BACKOFF = 2.0
@@ -37,6 +39,7 @@ class Worker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="journal-applier", daemon=True)
         self._pruned_at = 0.0
+        self._last_run = 0.0
         self.busy_retries = 0  # times the store was held by someone else
 
     def start(self) -> Worker:
@@ -66,7 +69,8 @@ class Worker:
             if self._stop.is_set():
                 break
             self._wake.clear()
-            if self._stop.wait(GATHER):
+            pause = max(GATHER, INTERVAL - (time.monotonic() - self._last_run))
+            if self._stop.wait(pause):
                 break
             try:
                 pending = journal.backlog(self.path).pending
@@ -75,6 +79,7 @@ class Worker:
             if not pending and time.monotonic() - self._pruned_at < PRUNE_EVERY:
                 continue
             outcome = self._drain_once(HOLD, lock_wait=LOCK_WAIT)
+            self._last_run = time.monotonic()
             if outcome == "busy":
                 self.busy_retries += 1
                 self._stop.wait(backoff)

@@ -146,7 +146,7 @@ def create_app(
             log.info("status callback ignored: unknown status or message id")
             return Response(status_code=204)
         code = (params.get("ErrorCode") or "").strip()[:16] or None
-        recipient = keys.pseudonyms(params.get("To", ""))
+        recipient = keys.recipient_pseudonyms(params.get("To", ""))
         failed = await keep(journal.status_entry(message_id, status, code, recipient))
         if failed is not None:
             log.warning("status callback answered 503: journal unavailable")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from breach_notify.numbers import InvalidNumber, parse_number
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 1.0
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 def _identity(path: Path) -> tuple[int, int, int, int] | None:
@@ -75,3 +77,12 @@ class Keys:
         except InvalidNumber:
             return {}
         return {p.key_id: p.pseudonym(value).hex() for p in self._pseudonymizers}
+
+    def recipient_pseudonyms(self, raw: str) -> dict[str, str]:
+        """:meth:`pseudonyms` of a status callback's ``To``, which Twilio sends in E.164: taken
+        as it is when it has that shape (no ``phonenumbers`` parse per callback). It only serves
+        to find an in-flight notice, so a number that is not canonical merely finds none."""
+        if not _E164.fullmatch(raw):
+            return self.pseudonyms(raw)
+        self._refresh()
+        return {p.key_id: p.pseudonym(raw).hex() for p in self._pseudonymizers}
