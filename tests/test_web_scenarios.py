@@ -196,15 +196,10 @@ def web(settings: Settings, keyring: Keyring) -> Iterator[Web]:
 def test_nothing_is_lost_while_the_store_is_idle(
     settings: Settings, keyring: Keyring, web: Web
 ) -> None:
-    t0 = time.monotonic()
     world = seed_world(settings, keyring, stoppers=120)
-    t1 = time.monotonic()
     outcomes = fire(web, world.requests())
-    t2 = time.monotonic()
     check(settings, world, outcomes, all_acked=True)
-    t3 = time.monotonic()
     scan(settings, world, web, outcomes)
-    print("TIMES", t1 - t0, t2 - t1, t3 - t2, time.monotonic() - t3, len(outcomes))
 
 
 def test_nothing_is_lost_during_a_send_of_2000_notices(
