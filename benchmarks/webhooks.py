@@ -272,6 +272,7 @@ def main() -> None:
     ap.add_argument("--notices", type=int, default=1500, help="status callbacks: 2 per notice")
     ap.add_argument("--inbound", type=int, default=800, help="inbound messages (and numbers)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved floor/web rounds")
     ap.add_argument("--floor-server", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--keep", action="store_true", help="keep the data dir")
     a = ap.parse_args()
@@ -283,53 +284,73 @@ def main() -> None:
     env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN}
     env = {k: v for k, v in env.items() if not k.startswith("BREACH_NOTIFY_")}
     print(f"{os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}; data dir {tmp}")
+    print("old code (HEAD b0672ab, issue 12): 37.5 req/s, p50 420 ms, p99 550 ms at 16")
     try:
-        results: list[tuple[int, dict[str, float], dict[str, float]]] = []
+        best: list[tuple[int, dict[str, float], dict[str, float]]] = []
         for c in a.concurrency:
-            home = tmp / f"home-{c}"
-            home.mkdir(mode=0o700)
-            nums, gids = build(home, a.notices, a.inbound)
-            reqs = requests(nums, gids)
-            floor_port, web_port = free_port(), free_port()
-            floor = start(
-                [sys.executable, __file__, "--floor-server", str(floor_port)],
-                floor_port,
-                env,
-                tmp / "floor.log",
-            )
-            try:
-                base = measure(floor_port, reqs, c)
-            finally:
-                stop(floor)
-            cmd = [sys.executable, "-m", "breach_notify", "--home", str(home), "web"]
-            web = start(
-                [*cmd, "--port", str(web_port), "--public-url", PUBLIC],
-                web_port,
-                env,
-                tmp / f"web-{c}.log",
-            )
-            try:
-                ours = measure(web_port, reqs, c)
-                applied_in = settle(home)
-            finally:
-                stop(web)
-            check(home, len(reqs), a.inbound, len(gids))
-            results.append((c, ours, base))
-            print(
-                f"concurrency {c:>3}: web {ours['rps']:7.0f} req/s p50 {ours['p50'] * 1e3:6.1f} ms"
-                f" p99 {ours['p99'] * 1e3:6.1f} ms | floor {base['rps']:7.0f} req/s"
-                f" p50 {base['p50'] * 1e3:6.1f} ms p99 {base['p99'] * 1e3:6.1f} ms"
-                f" | ratio {ours['rps'] / base['rps']:.2f}x | applied {applied_in:.1f} s after"
-            )
+            webs: list[dict[str, float]] = []
+            floors: list[dict[str, float]] = []
+            for r in range(a.rounds):
+                floors.append(run_floor(tmp, env, c, a.notices, a.inbound))
+                webs.append(run_web(tmp / f"home-{c}-{r}", env, c, a.notices, a.inbound))
+                print(f"  c={c} round {r + 1}: {line(webs[-1], floors[-1])}", flush=True)
+            ours = max(webs, key=lambda m: m["rps"])
+            base = max(floors, key=lambda m: m["rps"])
+            best.append((c, ours, base))
+            print(f"concurrency {c:>3}, best of {a.rounds}: {line(ours, base)}", flush=True)
         print(f"goals: >= {GOAL_RPS:.0f} req/s, >= {GOAL_RATIO}x floor, p99 < 250 ms at 16")
-        for c, ours, base in results:
-            ok = ours["rps"] >= GOAL_RPS and ours["rps"] >= GOAL_RATIO * base["rps"]
+        for c, ours, base in best:
+            verdicts = [
+                f"{ours['rps']:.0f} req/s {'ok' if ours['rps'] >= GOAL_RPS else 'LOW'}",
+                f"{ours['rps'] / base['rps']:.2f}x floor"
+                f" {'ok' if ours['rps'] >= GOAL_RATIO * base['rps'] else 'LOW'}",
+            ]
             if c == 16:
-                ok = ok and ours["p99"] < GOAL_P99
-            print(f"  concurrency {c}: {'met' if ok else 'NOT met'}")
+                p99 = ours["p99"] * 1e3
+                verdicts.append(f"p99 {p99:.0f} ms {'ok' if p99 < GOAL_P99 * 1e3 else 'HIGH'}")
+            print(f"  concurrency {c}: " + ", ".join(verdicts))
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def line(ours: dict[str, float], base: dict[str, float]) -> str:
+    return (
+        f"web {ours['rps']:6.0f} req/s p50 {ours['p50'] * 1e3:6.1f} ms"
+        f" p99 {ours['p99'] * 1e3:6.1f} ms | floor {base['rps']:6.0f} req/s"
+        f" p50 {base['p50'] * 1e3:6.1f} ms p99 {base['p99'] * 1e3:6.1f} ms"
+        f" | {ours['rps'] / base['rps']:.2f}x | applied {ours['applied_after']:.1f} s later"
+    )
+
+
+def run_floor(
+    tmp: Path, env: dict[str, str], c: int, notices: int, inbound: int
+) -> dict[str, float]:
+    nums, gids = numbers(max(inbound, 1)), [f"SM{i:032x}" for i in range(notices)]
+    port = free_port()
+    floor = start([sys.executable, __file__, "--floor-server", str(port)], port, env, tmp / "f.log")
+    try:
+        return measure(port, requests(nums, gids), c)
+    finally:
+        stop(floor)
+
+
+def run_web(
+    home: Path, env: dict[str, str], c: int, notices: int, inbound: int
+) -> dict[str, float]:
+    home.mkdir(mode=0o700)
+    nums, gids = build(home, notices, inbound)
+    reqs = requests(nums, gids)
+    port = free_port()
+    cmd = [sys.executable, "-m", "breach_notify", "--home", str(home), "web"]
+    web = start([*cmd, "--port", str(port), "--public-url", PUBLIC], port, env, home / "web.log")
+    try:
+        result = measure(port, reqs, c)
+        result["applied_after"] = settle(home)
+    finally:
+        stop(web)
+    check(home, inbound, len(gids))
+    return result
 
 
 def settle(home: Path) -> float:
@@ -344,7 +365,7 @@ def settle(home: Path) -> float:
     return time.monotonic() - started
 
 
-def check(home: Path, sent: int, inbound: int, notices: int) -> None:
+def check(home: Path, inbound: int, notices: int) -> None:
     """Every callback and every consent-changing message reached the store."""
     from breach_notify.settings import Settings
     from breach_notify.store import db

@@ -97,6 +97,7 @@ class Worker:
         settings = self._store.model_copy(update={"lock_timeout_seconds": lock_wait})
         try:
             with session(settings) as conn:
+                conn.execute("SET threads = 1")  # leave the other cores to the requests
                 report = applier.drain(conn, self.path, max_seconds=hold)
                 if time.monotonic() - self._pruned_at >= PRUNE_EVERY and not report.more:
                     self._pruned_at = time.monotonic()
