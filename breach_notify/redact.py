@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import re
 
-# Seven or more digits, optionally led by '+' and split by common separators.
-_NUMBERISH = re.compile(r"\+?\d(?:[\s().\-/]{0,2}\d){6,}")
+# Between two digits: whitespace, ``( ) . - / + _`` or their URL-encoded forms (``%20``, ``%2B``
+# …), so a number in a query string (``?n=44+7911+123456``, ``%2B44%207911…``) is caught too.
+_SEP = r"(?:[\s().\-/+_]|%2[0BbDdEeFf]|%28|%29)"
+# Seven or more digits, optionally led by '+' (or ``%2B``) and split by up to two separators.
+_NUMBERISH = re.compile(rf"(?:\+|%2[Bb])?\d(?:{_SEP}{{0,2}}\d){{6,}}")
 
 
 def redact(text: str) -> str:

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     sms_rate_limit: str = "breach-notify-sms"
     opt_out_line: str | None = None  # None: each language's own "Reply STOP to opt out"
 
-    # Webhooks
+    # Webhooks and the event journal (breach_notify/events)
     public_url: str | None = None
     max_body_bytes: int = 16_384
     # The self-check API refuses requests without a valid proof of work (the pages' ALTCHA,
@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     # Behind a reverse proxy every client has the proxy's address: take the client's from the
     # last X-Forwarded-For entry instead (only when the proxy sets it).
     web_trust_proxy: bool = False
+    web_max_connections: int = 1024  # beyond it uvicorn answers 503
+    journal_max_bytes: int = 1 << 30  # a full journal answers 503 (nothing half-written)
+    journal_retention_hours: float = 48.0  # applied entries kept this long (replay guard)
+    events_alarm_seconds: float = 300.0  # ``status`` alarms when a pending event is this old
 
     # Schedules (cron strings, in ``schedule_timezone``)
     schedule_timezone: str = "UTC"
@@ -83,6 +87,10 @@ class Settings(BaseSettings):
     @property
     def keyring_path(self) -> Path:
         return self.keyring if self.keyring is not None else self.home / "keyring.json"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.home / "journal" / "events.sqlite3"
 
     @property
     def outbox_dir(self) -> Path:

@@ -54,6 +54,8 @@ def test_status_json_on_empty_store(cli) -> None:  # type: ignore[no-untyped-def
         "subscribers": {},
         "notices": {},
         "signup_sms": {"budget": 500, "spent": 0, "remaining": 500},
+        "events": {"pending": 0, "oldest_seconds": 0.0},
+        "alarms": [],
     }
     assert res.stdout.count("\n") == 1
 

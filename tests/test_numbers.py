@@ -70,3 +70,18 @@ def test_install_puts_the_filter_on_every_handler_once() -> None:
         assert sum(isinstance(f, RedactingFilter) for f in handler.filters) == 1
     finally:
         logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GET /x?n=44+7911+123456 HTTP/1.1",
+        "GET /x?n=%2B44%207911%20123456",
+        "n=+44_7911_123456&b=1",
+        "tel:+44(0)7911-123456",
+    ],
+)
+def test_redaction_catches_numbers_split_by_plus_and_url_encoding(text: str) -> None:
+    masked = redact(text)
+    assert "[redacted]" in masked
+    assert not any(run in masked for run in ("7911", "123456", "%207911"))

@@ -107,7 +107,7 @@ def test_webhooks_refuses_without_token_or_url(home: Path, cli: Cli) -> None:
 
 
 @pytest.mark.slow
-def test_webhooks_command_serves_signed_requests(home: Path, cli: Cli) -> None:
+def test_web_command_serves_signed_requests(home: Path, cli: Cli) -> None:
     from support.net import free_port
 
     assert cli("keys", "init").code == 0
@@ -120,7 +120,7 @@ def test_webhooks_command_serves_signed_requests(home: Path, cli: Cli) -> None:
             "breach_notify",
             "--home",
             str(home),
-            "webhooks",
+            "web",
             "--port",
             str(port),
             "--public-url",
@@ -146,13 +146,13 @@ def test_webhooks_command_serves_signed_requests(home: Path, cli: Cli) -> None:
         sig = RequestValidator(token).compute_signature(public + "/twilio/inbound", params)
         assert httpx.post(base + "/twilio/inbound", data=params).status_code == 403
         r = httpx.post(base + "/twilio/inbound", data=params, headers={"X-Twilio-Signature": sig})
-        assert r.status_code == 200 and "confirmed" in r.text
+        assert r.status_code == 200 and "they are on now" in r.text
         replies = [r.text]
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert cli("subscribers", "list", "--json").json["subscribers"][0]["status"] == "active"
-    assert "inbound intent=confirm" in err
+    assert "inbound intent=confirm accepted" in err
     _scan(home, cli, [out, err, *replies])
 
 

@@ -20,7 +20,7 @@ from breach_notify.cli import (
     selfcheck,
     status,
     subscribers,
-    webhooks,
+    web,
 )
 from breach_notify.cli.common import err, setup_logging
 from breach_notify.errors import BadInput, BreachNotifyError
@@ -66,7 +66,7 @@ def _globals(
     setup_logging(verbose)
 
 
-for module in (keys, breaches, subscribers, notices, pipeline, webhooks, status, selfcheck):
+for module in (keys, breaches, subscribers, notices, pipeline, web, status, selfcheck):
     module.register(app)
 
 _GLOBAL_WITH_VALUE = ("--home", "--keyring")

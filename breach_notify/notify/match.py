@@ -17,6 +17,7 @@ import duckdb
 
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput
+from breach_notify.notify import applier
 from breach_notify.store.db import transaction
 from breach_notify.subscribers import pseudonyms
 
@@ -72,6 +73,7 @@ def match(
     key id (``subscribers.pseudonyms.sync``, which opens sealed numbers only for subscribers that
     lack one); without it, match relies on them being current.
     """
+    applier.drain(conn)  # the web's journal first: its opt-outs and confirmations count
     if breach_id is not None:
         known = conn.execute("SELECT count(*) FROM breaches WHERE id = ?", [breach_id]).fetchone()
         if not known or not known[0]:

@@ -31,7 +31,7 @@ from typing import Any
 import duckdb
 
 from breach_notify.crypto import InvalidToken, Keyring, Sealed, Sealer
-from breach_notify.notify import outbox, quiet, reconcile
+from breach_notify.notify import applier, outbox, quiet, reconcile
 from breach_notify.notify.templates import Rendered, TemplateConfig, render
 from breach_notify.notify.throttle import Backoff, TokenBucket
 from breach_notify.numbers import E164
@@ -45,7 +45,7 @@ from breach_notify.sms.errors import (
 )
 from breach_notify.sms.gateway import Gateway, Message, SendResult, SentRecord
 from breach_notify.store import db
-from breach_notify.subscribers import consent, spool
+from breach_notify.subscribers import consent
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,6 @@ def send(
     )
     started = time.monotonic()
     try:
-        spool.apply(run.store.get(), settings)  # STOPs kept while the store was busy come first
         outbox.retry_undecryptable(run.store.get(), keyring)  # their seal key may be back
         settled = reconcile.settle_sending(run.store, gateway, run.number, run.text, HOLD_SECONDS)
         run.report.reconciled += settled.reconciled
@@ -231,7 +230,10 @@ class _Run:
         self.rng = rng
         self.page_size = page_size
         self.templates = TemplateConfig.from_settings(settings)
-        self.store = db.LazyConnection(settings)
+        # Every opening applies the web's journal first: its STOPs bind what follows.
+        self.store = db.LazyConnection(
+            settings, on_open=lambda conn: applier.drain(conn, settings.journal_path)
+        )
         self.report = SendReport()
         self.handed = 0  # notices handed to the gateway in this run
         self.opted_out: set[str] = set()

@@ -9,7 +9,7 @@ closes; a process that waits (rate limit, schedule) must not hold a connection m
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 import duckdb
@@ -103,16 +103,24 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> int:
 class LazyConnection:
     """A connection opened on first use, closed before any wait (see the module's docstring)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_open: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
+    ) -> None:
         self.settings = settings
+        self._on_open = on_open
         self._conn: duckdb.DuckDBPyConnection | None = None
         self.opened_at = 0.0
 
     def get(self) -> duckdb.DuckDBPyConnection:
-        """The open connection, opening (and migrating) the store if needed."""
+        """The open connection, opening (and migrating) the store if needed; ``on_open`` runs
+        on each opening."""
         if self._conn is None:
             self._conn = connect(self.settings)
             self.opened_at = time.monotonic()
+            if self._on_open is not None:
+                self._on_open(self._conn)
         return self._conn
 
     def held_for(self) -> float:

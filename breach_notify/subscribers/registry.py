@@ -88,6 +88,34 @@ def find(conn: duckdb.DuckDBPyConnection, ring: Keyring, number: E164) -> Subscr
     return None
 
 
+def find_by_pseudonyms(
+    conn: duckdb.DuckDBPyConnection, candidates: list[dict[str, bytes]]
+) -> list[Subscriber | None]:
+    """For each ``key id → pseudonym`` dict (a number as the web's journal holds it), the
+    non-erased subscriber holding one of them, in one query."""
+    keys: dict[str, list[object]] = {"i": [], "kid": [], "p": []}
+    for i, by_key in enumerate(candidates):
+        for kid, pseudonym in by_key.items():
+            keys["i"].append(i)
+            keys["kid"].append(kid)
+            keys["p"].append(pseudonym)
+    found: list[Subscriber | None] = [None] * len(candidates)
+    if not keys["i"]:
+        return found
+    rows = conn.execute(
+        "SELECT c.i, s.id, s.status, s.language, s.confirmed_at IS NOT NULL"
+        " FROM (SELECT unnest($i::INTEGER[]) AS i, unnest($kid::VARCHAR[]) AS kid,"
+        "       unnest($p::BLOB[]) AS p) c"
+        " JOIN subscribers s ON s.pseudonym_key_id = c.kid AND s.pseudonym = c.p"
+        " WHERE s.status <> 'erased' ORDER BY c.i, c.kid",
+        keys,
+    ).fetchall()
+    for i, sid, status, language, confirmed in rows:
+        if found[i] is None:
+            found[i] = Subscriber(str(sid), str(status), str(language), bool(confirmed))
+    return found
+
+
 def find_many(
     conn: duckdb.DuckDBPyConnection, ring: Keyring, numbers: list[E164]
 ) -> dict[str, Subscriber]:

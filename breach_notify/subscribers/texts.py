@@ -90,6 +90,17 @@ def resumed(settings: Settings, language: str | None = "en") -> str:
     )
 
 
+def opt_in_ack(settings: Settings, language: str | None = "en") -> str:
+    """The answer to YES / START at once, whatever the number's state (it reveals none)."""
+    org = _org(settings)
+    return _pick(
+        language,
+        f"{org}: if this number asked for leak alerts, they are on now. Reply STOP to opt out.",
+        f"{org}: si ce numéro a demandé les alertes de fuite, elles sont actives. STOP pour"
+        " refuser.",
+    )
+
+
 def help_text(settings: Settings, language: str | None = "en") -> str:
     url = settings.advice_url if len(settings.advice_url) <= 60 else ""
     org = _org(settings)

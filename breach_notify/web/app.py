@@ -1,23 +1,30 @@
-"""The Starlette app behind ``breach-notify webhooks``.
+"""The Starlette app behind ``breach-notify web``: Twilio's inbound and status webhooks.
 
-Every request: body read up to ``settings.max_body_bytes`` (413 beyond), ``X-Twilio-Signature``
-checked against ``public_url`` + path with the auth token (403 and nothing changed otherwise),
-then the store opened, used and closed (DuckDB has one writer; nothing is held between
-requests). Logs carry the outcome only, never a number or a message text.
+Accept, then apply. Every request: body read up to ``settings.max_body_bytes`` (413 beyond),
+decoded (400 when it is not a form), ``X-Twilio-Signature`` checked against ``public_url`` +
+path with the auth token (403 and nothing kept otherwise). An event that changes something (a
+STOP, START or YES; a delivery status) is then written to the event journal — pseudonyms and
+gateway ids only — and the answer waits until it is on disk (group commit, see
+``events.journal``); a journal that cannot be written answers 503 and keeps nothing. The
+journal's applier (``notify.worker``, a thread of this process) moves events into the store
+when it can take it; nothing per request opens DuckDB or reads the keyring file.
+
+Replies never depend on a number's state: HELP gets the help text, YES / START an
+acknowledgement worded for every case, STOP nothing (the carrier replies). Logs carry the path,
+the outcome and the intent; never a number, a message text, a query string or a signature.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import TypeVar
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl
 
-import duckdb
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -30,144 +37,131 @@ from twilio.request_validator import (
 )
 from twilio.twiml.messaging_response import MessagingResponse
 
-from breach_notify.crypto import Keyring
-from breach_notify.errors import BreachNotifyError, OperationalError
+from breach_notify.events import journal
+from breach_notify.events.journal import Entry, JournalUnavailable
 from breach_notify.notify import outbox
-from breach_notify.numbers import InvalidNumber, parse_number
+from breach_notify.notify.worker import Worker
 from breach_notify.settings import Settings
-from breach_notify.store.db import session
-from breach_notify.subscribers import consent, inbound, spool
+from breach_notify.subscribers import inbound
 from breach_notify.subscribers.keywords import Intent
 from breach_notify.web import check, pages
+from breach_notify.web.keys import Keys
 
 log = logging.getLogger("breach_notify.webhooks")
-T = TypeVar("T")
-STORE_WAIT_SECONDS = 10.0  # Twilio gives up on a webhook after 15 s
+_GATEWAY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_XML = "application/xml"
 
 
 class _TooLarge(Exception):
     pass
 
 
-def create_app(settings: Settings, *, public_url: str, auth_token: str) -> Starlette:
+def create_app(
+    settings: Settings, *, public_url: str, auth_token: str, apply_events: bool = True
+) -> Starlette:
     """The app. ``public_url`` is the base URL configured in Twilio (scheme, host, any path
     prefix); the signed URL is that base + the request's path (+ query). Note: a reverse proxy
     that serves the app under a prefix must strip it before forwarding.
+
+    With ``apply_events=False`` no applier thread runs (the journal fills; someone else drains).
     """
     if not auth_token:
         raise ValueError("an auth token is required")
     base = public_url.rstrip("/")
     validator = RequestValidator(auth_token)
-    store_settings = settings.model_copy(
-        update={"lock_timeout_seconds": min(settings.lock_timeout_seconds, STORE_WAIT_SECONDS)}
-    )
-    store_lock = threading.Lock()
     limit = settings.max_body_bytes
+    keys = Keys(settings.keyring_path)  # loaded once; reloaded when the file is replaced
+    worker = Worker(settings)
+    writer = journal.Writer(
+        settings.journal_path, max_bytes=settings.journal_max_bytes, on_commit=worker.wake
+    )
+    replies = {intent: _twiml(inbound.reply(settings, intent)) for intent in Intent}
 
-    def with_store(work: Callable[[duckdb.DuckDBPyConnection, Keyring], T]) -> T:
-        with store_lock:
-            ring = Keyring.load(store_settings.keyring_path)
-            with session(store_settings) as conn:
-                spool.apply(conn, store_settings)  # opt-outs kept while the store was busy
-                return work(conn, ring)
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        writer.start()
+        if apply_events:
+            worker.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(writer.close)
+            if apply_events:
+                await asyncio.to_thread(worker.stop)
 
     async def authenticated(request: Request) -> ImmutableMultiDict[str, str] | Response:
+        path = request.url.path
         try:
             body = await _read_body(request, limit)
         except _TooLarge:
-            log.warning("%s refused: body over %d bytes", request.url.path, limit)
+            log.warning("%s refused: body over %d bytes", path, limit)
             return PlainTextResponse("request body too large", status_code=413)
         try:
-            params = ImmutableMultiDict(
-                parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-            )
+            params = ImmutableMultiDict(_form(body))
         except (UnicodeDecodeError, ValueError):
+            log.warning("%s refused: malformed body", path)
             return PlainTextResponse("bad request body", status_code=400)
         signature = request.headers.get(SIGNATURE_HEADER, "")
-        url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        query = request.url.query
+        url = base + path + (f"?{query}" if query else "")
         algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
         if not signature or not validator.validate(url, params, signature, algorithm):
-            log.warning("%s refused: missing or bad signature", request.url.path)
+            log.warning("%s refused: missing or bad signature", path)
             return PlainTextResponse("forbidden", status_code=403)
         return params
 
-    async def run(work: Callable[[duckdb.DuckDBPyConnection, Keyring], T]) -> T | Response:
+    async def keep(entry: Entry) -> Response | None:
+        """Journal ``entry``; None once durable, else the 503 to answer."""
         try:
-            return await run_in_threadpool(with_store, work)
-        except OperationalError:
-            log.warning("store busy; answered 503")
+            await writer.append(entry)
+        except JournalUnavailable:
             return PlainTextResponse("busy, retry", status_code=503, headers={"Retry-After": "5"})
-        except BreachNotifyError as exc:
-            log.error("request failed: %s", type(exc).__name__)
-            return PlainTextResponse("server error", status_code=500)
-        except Exception as exc:  # its text may quote a value: never log it
-            log.error("request failed: %s (message withheld)", type(exc).__name__)
-            return PlainTextResponse("server error", status_code=500)
+        return None
 
     async def inbound_sms(request: Request) -> Response:
         params = await authenticated(request)
         if isinstance(params, Response):
             return params
-        sender, body = params.get("From", ""), params.get("Body", "")
-        opt_out_type = params.get("OptOutType")
-
-        def work(conn: duckdb.DuckDBPyConnection, ring: Keyring) -> inbound.Outcome:
-            return inbound.handle(conn, ring, settings, sender, body, opt_out_type=opt_out_type)
-
-        outcome = await run(work)
-        if isinstance(outcome, Response):
-            if (
-                outcome.status_code == 503
-                and inbound.intent_of(body, opt_out_type) is Intent.OPT_OUT
-            ):
-                # A STOP must not be lost to a long ingest: keep it (pseudonyms only) for later.
-                await run_in_threadpool(_spool_opt_out, sender)
-                log.info("inbound intent=opt_out spooled (store busy)")
-                return Response(str(MessagingResponse()), media_type="application/xml")
-            return outcome
-        log.info(
-            "inbound intent=%s known=%s changed=%s",
-            outcome.intent.value,
-            outcome.known,
-            outcome.changed,
-        )
-        twiml = MessagingResponse()
-        if outcome.reply:
-            twiml.message(outcome.reply)
-        return Response(str(twiml), media_type="application/xml")
+        intent = inbound.intent_of(params.get("Body", ""), params.get("OptOutType"))
+        if intent in inbound.CHANGES_CONSENT:
+            message_id = params.get("MessageSid") or params.get("SmsSid") or ""
+            if not _GATEWAY_ID.fullmatch(message_id):
+                log.warning("/twilio/inbound refused: no usable MessageSid")
+                return PlainTextResponse("MessageSid missing or malformed", status_code=400)
+            candidates = keys.pseudonyms(params.get("From", ""))
+            if candidates:
+                failed = await keep(journal.inbound_entry(message_id, intent.value, candidates))
+                if failed is not None:
+                    log.warning("inbound intent=%s answered 503: journal unavailable", intent.value)
+                    return failed
+        log.info("inbound intent=%s accepted", intent.value)
+        return Response(replies[intent], media_type=_XML)
 
     async def status_callback(request: Request) -> Response:
         params = await authenticated(request)
         if isinstance(params, Response):
             return params
-        gateway_id = params.get("MessageSid") or params.get("SmsSid") or ""
-        status = params.get("MessageStatus") or params.get("SmsStatus") or ""
-        error_code = params.get("ErrorCode") or None
-
-        def work(conn: duckdb.DuckDBPyConnection, ring: Keyring) -> bool:
-            changed = outbox.record_delivery(conn, gateway_id, status, error_code)
-            if error_code == outbox.OPTED_OUT_CODE:
-                subscriber_id = outbox.subscriber_of(conn, gateway_id)
-                if subscriber_id is not None:
-                    consent.opt_out(conn, subscriber_id, "gateway")
-            return changed
-
-        changed = await run(work)
-        if isinstance(changed, Response):
-            return changed
-        log.info("status %s changed=%s", status[:20] or "-", changed)
+        message_id = params.get("MessageSid") or params.get("SmsSid") or ""
+        status = (params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
+        if not _GATEWAY_ID.fullmatch(message_id) or status not in outbox.PROVIDER_STATES:
+            log.info("status callback ignored: unknown status or message id")
+            return Response(status_code=204)
+        code = (params.get("ErrorCode") or "").strip()[:16] or None
+        recipient = keys.recipient_pseudonyms(params.get("To", ""))
+        failed = await keep(journal.status_entry(message_id, status, code, recipient))
+        if failed is not None:
+            log.warning("status callback answered 503: journal unavailable")
+            return failed
+        log.debug("status %s accepted", status)
         return Response(status_code=204)
 
-    def _spool_opt_out(sender: str) -> None:
-        try:
-            number = parse_number(sender)
-        except InvalidNumber:
-            return
-        ring = Keyring.load(store_settings.keyring_path)
-        spool.append_opt_out(store_settings, ring, number, datetime.now(UTC))
-
     async def healthz(request: Request) -> Response:
-        return PlainTextResponse("ok")
+        try:
+            backlog = await asyncio.to_thread(journal.backlog, settings.journal_path)
+        except JournalUnavailable:
+            return _json({"status": "error", "events": None}, 503)
+        alarm = backlog.oldest_seconds > settings.events_alarm_seconds
+        return _json({"status": "alarm" if alarm else "ok", "events": backlog.as_dict()}, 200)
 
     front = pages.Front(settings)
     return Starlette(
@@ -177,8 +171,24 @@ def create_app(settings: Settings, *, public_url: str, auth_token: str) -> Starl
             Route("/healthz", healthz, methods=["GET"]),
             *check.routes(settings, front),
             *pages.routes(settings, front=front),
-        ]
+        ],
+        lifespan=lifespan,
     )
+
+
+def _twiml(text: str | None) -> bytes:
+    reply = MessagingResponse()
+    if text:
+        reply.message(text)
+    return str(reply).encode()
+
+
+def _json(payload: object, status: int) -> Response:
+    return Response(json.dumps(payload), status_code=status, media_type="application/json")
+
+
+def _form(body: bytes) -> list[tuple[str, str]]:
+    return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

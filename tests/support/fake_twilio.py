@@ -5,7 +5,8 @@ Create (``POST …/Messages.json``), fetch (``GET …/Messages/SM….json``) and
 ``/2010-04-01/Accounts/{AccountSid}``, HTTP Basic auth (account SID + auth token, or API key +
 secret), JSON bodies and error bodies shaped like Twilio's (``code``, ``message``, ``more_info``,
 ``status``). Faults are injected with :meth:`FakeTwilio.script` (429 / 5xx / slow responses, in
-order) and per recipient (``fail_for``); ``ledger`` holds every message created.
+order) and per recipient (``fail_for``); ``list_lag`` hides new messages from the list for a
+while, as Twilio's list lags behind its creates; ``ledger`` holds every message created.
 
 Plaintext numbers live in this process's memory only: nothing is logged or written.
 """
@@ -112,6 +113,7 @@ class FakeTwilio:
     delay: float = 0.0  # every create takes this long
     on_create: Callable[[dict[str, Any]], None] | None = None
     requests: Counter[str] = field(default_factory=Counter)
+    list_lag: float = 0.0  # seconds before a new message shows in the list (Twilio's lags)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -232,6 +234,9 @@ class FakeTwilio:
     def _list(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         with self._lock:
             found = list(self.ledger)
+        if self.list_lag:
+            visible = datetime.now(UTC).timestamp() - self.list_lag
+            found = [m for m in found if m["date_created"].timestamp() <= visible]
         if "To" in query:
             found = [m for m in found if m["to"] == query["To"]]
         if "From" in query:

@@ -62,8 +62,46 @@ def _pattern(wanted: set[str]) -> re.Pattern[bytes]:
     return re.compile(b"|".join(re.escape(n.encode()) for n in alternatives))
 
 
-def _find(pattern: re.Pattern[bytes], data: bytes, wanted: set[str]) -> set[str]:
-    """Every needle in ``data``; overlapping needles are found by checking each match's region."""
+# Many needles (hundreds of numbers): one alternation of thousands is slow in ``re``. Every
+# needle is digits with at most two of these between them, so a needle found literally lies
+# inside one of these runs, and its digits inside the run's digits: checked with set lookups.
+_RUN = re.compile(rb"[0-9](?:[ \-.()+/]{0,2}[0-9]){5,}")
+_MANY = 200
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
+
+
+class _Digits:
+    """The many-needles matcher: needles indexed by their digits."""
+
+    def __init__(self, wanted: set[str]) -> None:
+        self.by_digits: dict[str, set[str]] = {}
+        for n in wanted:
+            self.by_digits.setdefault(_digits(n), set()).add(n)
+        self.lengths = sorted({len(d) for d in self.by_digits})
+
+    def find(self, data: bytes) -> set[str]:
+        found: set[str] = set()
+        for m in _RUN.finditer(data):
+            run = bytes(c for c in m.group() if 48 <= c <= 57).decode()
+            for size in self.lengths:
+                for i in range(len(run) - size + 1):
+                    hit = self.by_digits.get(run[i : i + size])
+                    if hit:
+                        found |= hit
+        return found
+
+
+def _find(pattern: re.Pattern[bytes] | _Digits, data: bytes, wanted: set[str]) -> set[str]:
+    """Every needle in ``data``; overlapping needles are found by checking each match's region.
+
+    With many needles (a :class:`_Digits` matcher), a needle counts when its digits appear in a
+    run of digits in ``data`` (a superset of the literal matches: other separators count too).
+    """
+    if isinstance(pattern, _Digits):
+        return pattern.find(data)
     found: set[str] = set()
     for m in pattern.finditer(data):
         window = data[max(0, m.start() - 24) : m.end() + 24]
@@ -81,7 +119,7 @@ def scan(
     wanted = needles(numbers, region)
     if not wanted:
         return []
-    pattern = _pattern(wanted)
+    pattern = _pattern(wanted) if len(wanted) <= _MANY else _Digits(wanted)
     hits: list[str] = []
     for root in paths:
         files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]

@@ -1,4 +1,5 @@
-"""``webhooks``: serve the Twilio inbound and status webhooks (signatures checked)."""
+"""``web`` (alias ``webhooks``): serve the Twilio inbound and status webhooks (signatures
+checked), accepting events into the journal and applying them to the store in the background."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from breach_notify.cli.common import err, keyring, settings
 from breach_notify.errors import BadInput
 
 
-def webhooks(
+def web(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8080, "--port", help="Port to listen on."),
@@ -22,7 +23,7 @@ def webhooks(
         help="The base URL Twilio calls (as configured in Twilio), used to check signatures.",
     ),
 ) -> None:
-    """Serve POST /twilio/inbound and /twilio/status until interrupted."""
+    """Serve POST /twilio/inbound, /twilio/status and GET /healthz until interrupted."""
     s = settings(ctx)
     url = public_url or s.public_url
     if not url:
@@ -34,13 +35,18 @@ def webhooks(
     if not token:
         raise BadInput("set TWILIO_AUTH_TOKEN in the environment; webhooks are checked with it")
     keyring(ctx)  # fail now, not on the first request, when the keyring is missing
+    from breach_notify.events.journal import Writer
+
+    s.ensure_home()
+    Writer(s.journal_path).check()  # an unwritable journal is reported before serving
     for name in ("breach_notify", "uvicorn"):
         logging.getLogger(name).setLevel(logging.INFO)
     from breach_notify.web import server
 
-    err.print(f"webhooks on http://{host}:{port} (public URL {parts.scheme}://{parts.netloc})")
+    err.print(f"web on http://{host}:{port} (public URL {parts.scheme}://{parts.netloc})")
     server.serve(s, host=host, port=port, public_url=url, auth_token=token)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("webhooks")(webhooks)
+    app.command("web")(web)
+    app.command("webhooks", help="Alias of 'web'.")(web)
