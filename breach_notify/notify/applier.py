@@ -5,8 +5,8 @@ there is skipped. So a crash between the store's commit and the journal's mark (
 draining the same entries one after the other) applies nothing twice. Effects go through the
 owners' functions: ``subscribers.inbound.apply`` (consent, never backwards in time),
 ``consent.opt_out`` (the carrier's 21610); delivery statuses go through
-``outbox.record_deliveries`` (the rules of the outbox, a batch per statement; a callback for a message id never recorded
-settles the recipient's in-flight notice).
+``outbox.record_deliveries`` (the rules of the outbox, a batch per statement; a callback for
+a message id never recorded settles the recipient's in-flight notice).
 
 Whoever holds the store drains first: the web's background :mod:`worker`, the sender each time
 it opens the store (so an opt-out accepted during a send binds its next chunk), and match.
