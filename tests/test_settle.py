@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from breach_notify.notify.gateway import open_gateway
 from support import privacy
 from support.events import wait_applied
 from support.fake_twilio import AUTH_TOKEN, FakeTwilio, Fault
@@ -19,6 +18,7 @@ from support.web import PUBLIC, Web
 from breach_notify.crypto import Keyring
 from breach_notify.notify.sender import send
 from breach_notify.settings import Settings
+from breach_notify.sms.gateway import open_gateway
 from breach_notify.store import db
 
 
