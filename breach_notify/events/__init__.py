@@ -1,7 +1,7 @@
 """The web's events: accepted into a durable journal, applied to the store later.
 
-``journal`` (SQLite WAL, group commit; pseudonyms and gateway ids only), ``applier`` (batches
-into the store, each entry once, consent never backwards, status only forward), ``settle`` (a
-callback for a message id never recorded settles the in-flight notice), ``worker`` (the web
-process's background applier). The sender and match call ``applier.drain`` first.
+``journal`` (SQLite WAL, group commit; pseudonyms and gateway ids only) is the whole room: it
+imports only the base modules and knows nothing of the DuckDB store. Applying the journal is
+``notify``'s (``notify.applier``, and ``notify.worker``, the web process's background applier);
+the sender and match drain it first.
 """

@@ -1,4 +1,5 @@
-"""Twilio webhooks: inbound SMS (keywords) and delivery status, signatures checked.
+"""The web app: Twilio webhooks (signatures checked), the sign-up pages, the self-check page and
+its API.
 
 ``create_app`` builds the Starlette app; ``server`` runs it on uvicorn.
 """
