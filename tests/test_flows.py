@@ -108,17 +108,17 @@ def test_inbox_reads_folders(tmp_path: Path) -> None:
     folders = inbox.read_inbox(tmp_path)
     assert [f.breach_id for f in folders] == ["b-1", "b-2"]
     assert [p.name for p in folders[0].files] == ["x.txt", "y.txt"]
-    assert folders[1].default_region == "AU" and folders[1].k == 7
+    assert folders[1].options.default_region == "AU" and folders[1].options.k == 7
     assert [p.name for p in folders[1].files] == ["a.csv"]
 
 
 @pytest.mark.parametrize(
     ("name", "manifest", "fix"),
     [
-        ("ok", 'title = "T"\nformat = "xls"\n', "format must be"),
+        ("ok", 'title = "T"\nformat = "xls"\n', "unknown format"),
         ("ok", 'format = "csv"\n', "needs a title"),
         ("ok", 'title = "T"\nformat = "csv"\n', "phone_column"),
-        ("ok", 'title = "T"\nformat = "facebook-2021"\nk = 1\n', "at least 2"),
+        ("ok", 'title = "T"\nformat = "facebook-2021"\nk = 0\n', "from 1 to"),
         ("ok", "title = [", "not valid TOML"),
         ("bad id!", 'title = "T"\nformat = "csv"\n', "breach id"),
     ],

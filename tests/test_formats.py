@@ -17,8 +17,8 @@ from breach_notify.kinds import BIT
 
 
 def read_lines(shard: formats.Shard) -> list[str]:
-    reader = formats.facebook_reader(shard, lambda n: None, lambda: None)
-    return [line for b in reader for line in b.column("line").to_pylist()]
+    with formats.open_reader(shard, None, lambda n: None, lambda: None) as reader:
+        return [line for b in reader for line in b.column("line").to_pylist()]
 
 
 def parse(lines: list[str]) -> list[tuple[str, int, str | None]]:
@@ -163,8 +163,8 @@ def test_csv_sniffing_and_quoted_fields(tmp_path: Path, delim: str) -> None:
     shard = shard_of(f)
     layout = formats.sniff_csv(shard, formats.head(shard))
     assert layout.delimiter == delim and layout.columns == ("name", "Phone", "e-mail")
-    reader = formats.csv_reader(shard, layout, lambda n: None, lambda: None)
-    table = pa.Table.from_batches(list(reader))
+    with formats.open_reader(shard, layout, lambda n: None, lambda: None) as reader:
+        table = pa.Table.from_batches(list(reader))
     assert table.column("c0").to_pylist() == [f"Berg{delim} Ana", 'x"y']
     con = duckdb.connect()
     con.register("bn_src", table)

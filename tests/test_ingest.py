@@ -23,9 +23,10 @@ from support.synthetic import Truth, reference_facebook, write_csv, write_facebo
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput
 from breach_notify.ingest import (
+    IngestOptions,
     IngestReport,
+    IngestSpec,
     ingest,
-    make_spec,
     merge,
     merge_shards,
     plan_shards,
@@ -91,7 +92,7 @@ def test_dirty_facebook_dump_exact_counts(
     settings: Settings, keyring: Keyring, dump: tuple[Path, Truth]
 ) -> None:
     path, truth = dump
-    report = ingest(settings, keyring, [path], "fb", title="Facebook 2021 FR")
+    report = ingest(settings, keyring, [path], IngestOptions("fb", title="Facebook 2021 FR"))
     assert_matches(report, truth, keyring, settings)
     assert report.files == 1 and report.header_lines == 1
     assert set(report.as_dict()) >= {
@@ -114,7 +115,7 @@ def test_dirty_facebook_dump_exact_counts(
 def test_crlf_dump_exact_counts(settings: Settings, keyring: Keyring, tmp_path: Path) -> None:
     f = tmp_path / "crlf.txt"
     truth = write_facebook(f, 1500, seed=5, crlf=True, header=False)
-    report = ingest(settings, keyring, [f], "crlf")
+    report = ingest(settings, keyring, [f], IngestOptions("crlf"))
     assert_matches(report, truth, keyring, settings)
     no_plaintext(settings, truth)
 
@@ -123,9 +124,9 @@ def test_rerun_changes_nothing(
     settings: Settings, keyring: Keyring, dump: tuple[Path, Truth]
 ) -> None:
     path, truth = dump
-    ingest(settings, keyring, [path], "fb")
+    ingest(settings, keyring, [path], IngestOptions("fb"))
     before = store(settings)
-    again = ingest(settings, keyring, [path.parent], "fb")
+    again = ingest(settings, keyring, [path.parent], IngestOptions("fb"))
     assert again.new_numbers == 0 and again.rows_read == 0 and again.files_skipped == 1
     assert again.distinct_numbers == truth.distinct
     assert store(settings) == before
@@ -138,8 +139,8 @@ def test_added_file_adds_only_new_and_ors_kinds(
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     ta = write_facebook(a, 1200, seed=1, regions=("FR",))
     tb = write_facebook(b, 1200, seed=2, regions=("FR",))
-    ingest(settings, keyring, [a], "fb")
-    report = ingest(settings, keyring, [a, b], "fb")
+    ingest(settings, keyring, [a], IngestOptions("fb"))
+    report = ingest(settings, keyring, [a, b], IngestOptions("fb"))
     assert report.files_skipped == 1 and report.rows_read == tb.rows_read
     assert report.new_numbers == len(set(tb.kinds) - set(ta.kinds))
     union = dict(ta.kinds)
@@ -157,7 +158,7 @@ def test_byte_range_shards_give_the_same_result(
     settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], tmp_path: Path
 ) -> None:
     path, truth = dump
-    spec = make_spec(settings, "fb")
+    spec = IngestSpec.of(settings, IngestOptions("fb"))
     shards = plan_shards([path], "facebook-2021", shard_bytes=20_000)
     assert len(shards) > 5
     out = tmp_path / "parts"
@@ -175,12 +176,12 @@ def test_gz_and_zip(
     path, truth = dump
     gz = tmp_path / "France.txt.gz"
     gz.write_bytes(gzip.compress(path.read_bytes()))
-    report = ingest(settings, keyring, [gz], "gz")
+    report = ingest(settings, keyring, [gz], IngestOptions("gz"))
     assert_matches(report, truth, keyring, settings)
     zp = tmp_path / "dump.zip"
     with zipfile.ZipFile(zp, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.write(path, "France.txt")
-    report = ingest(settings, keyring, [zp], "zip")
+    report = ingest(settings, keyring, [zp], IngestOptions("zip"))
     assert_matches(report, truth, keyring, settings)
     assert list(settings.tmp_dir.iterdir()) == []
     no_plaintext(settings, truth)
@@ -192,9 +193,8 @@ def test_csv_with_default_region(
 ) -> None:
     f = tmp_path / "list.csv"
     truth = write_csv(f, 1500, region="GB", seed=3, delimiter=delimiter, phone_column="Mobile")
-    report = ingest(
-        settings, keyring, [f], "csv", fmt="csv", default_region="gb", phone_column="mobile"
-    )
+    options = IngestOptions("csv", fmt="csv", default_region="gb", phone_column="mobile")
+    report = ingest(settings, keyring, [f], options)
     assert_matches(report, truth, keyring, settings)
     no_plaintext(settings, truth)
 
@@ -203,9 +203,9 @@ def test_csv_missing_phone_column(settings: Settings, keyring: Keyring, tmp_path
     f = tmp_path / "list.csv"
     f.write_text("name,email\nAna,a@example.org\n")
     with pytest.raises(BadInput, match=r"list\.csv.*phone column"):
-        ingest(settings, keyring, [f], "csv", fmt="csv")
+        ingest(settings, keyring, [f], IngestOptions("csv", fmt="csv"))
     with pytest.raises(BadInput, match="--phone-column"):
-        ingest(settings, keyring, [f], "csv", fmt="csv", phone_column="tel")
+        ingest(settings, keyring, [f], IngestOptions("csv", fmt="csv", phone_column="tel"))
     assert store(settings)["breaches"] == []
 
 
@@ -213,7 +213,7 @@ def test_bad_inputs_leave_store_unchanged(
     settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], tmp_path: Path
 ) -> None:
     path, truth = dump
-    ingest(settings, keyring, [path], "fb")
+    ingest(settings, keyring, [path], IngestOptions("fb"))
     before = store(settings)
     garbage = tmp_path / "garbage.txt"
     garbage.write_bytes(os.urandom(50_000))
@@ -229,7 +229,7 @@ def test_bad_inputs_leave_store_unchanged(
     ]
     for paths, breach, kw, message in cases:
         with pytest.raises(BadInput, match=message) as info:
-            ingest(settings, keyring, paths, breach, **kw)
+            ingest(settings, keyring, paths, IngestOptions(breach, **kw))
         assert scan([], truth.numbers, [str(info.value)]) == []
         assert store(settings) == before
     no_plaintext(settings, truth)
@@ -246,10 +246,10 @@ def test_injected_failure_before_commit_leaves_store_unchanged(
 
     monkeypatch.setattr(merge, "_before_commit", boom)
     with pytest.raises(RuntimeError):
-        ingest(settings, keyring, [path], "fb")
+        ingest(settings, keyring, [path], IngestOptions("fb"))
     assert store(settings) == before
     monkeypatch.undo()
-    assert_matches(ingest(settings, keyring, [path], "fb"), truth, keyring, settings)
+    assert_matches(ingest(settings, keyring, [path], IngestOptions("fb")), truth, keyring, settings)
     no_plaintext(settings, truth)
 
 
@@ -258,14 +258,14 @@ import sys, time
 from pathlib import Path
 from breach_notify.crypto import Keyring
 from breach_notify.settings import Settings
-from breach_notify.ingest import ingest, merge
+from breach_notify.ingest import IngestOptions, ingest, merge
 home, path, marker = map(Path, sys.argv[1:4])
 def hold():
     marker.write_text("in transaction")
     time.sleep(120)
 merge._before_commit = hold
 s = Settings(home=home)
-ingest(s, Keyring.load(s.keyring_path), [path], "fb")
+ingest(s, Keyring.load(s.keyring_path), [path], IngestOptions("fb"))
 """
 
 
@@ -294,7 +294,7 @@ def test_kill_9_mid_merge_leaves_store_unchanged(
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     assert store(settings) == before
-    assert_matches(ingest(settings, keyring, [path], "fb"), truth, keyring, settings)
+    assert_matches(ingest(settings, keyring, [path], IngestOptions("fb")), truth, keyring, settings)
     no_plaintext(settings, truth)
 
 
@@ -318,7 +318,7 @@ def test_buckets_are_the_largest_k_anonymous_prefix(
     settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], k: int
 ) -> None:
     path, truth = dump
-    report = ingest(settings, keyring, [path], "fb", k=k)
+    report = ingest(settings, keyring, [path], IngestOptions("fb", k=k))
     values = list(pseudonyms(settings, "fb"))
     bits, smallest = _largest_l(values, k)
     assert (report.prefix_bits, report.min_bucket, report.k) == (bits, smallest, k)
@@ -334,7 +334,7 @@ def test_breach_summary_suppresses_small_cells(
     f.write_text(
         "33612345678:1:Ana:::::::::\n33612345679:2:Bo:::::::::\n33612345670:3:Cy:B:female:::::::\n"
     )
-    ingest(settings, keyring, [f], "tiny", k=3)
+    ingest(settings, keyring, [f], IngestOptions("tiny", k=3))
     from breach_notify.ingest import breach_summary
 
     with session(settings) as conn:
@@ -357,7 +357,7 @@ def test_memory_limit_much_smaller_than_the_dump(tmp_path: Path) -> None:
     f = tmp_path / "big.txt"
     write_facebook_fast(f, 1_500_000, seed=3)
     assert f.stat().st_size > 2 * 64 * 2**20
-    report = ingest(settings, keyring, [f], "big")
+    report = ingest(settings, keyring, [f], IngestOptions("big"))
     assert report.rows_read == 1_500_000
     with duckdb.connect(str(settings.db_path), read_only=True) as conn:
         row = conn.execute("SELECT count(*) FROM breach_pseudonyms").fetchone()
@@ -374,7 +374,7 @@ def test_sql_hmac_and_python_midstate_hmac_write_the_same_shards(
     settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], tmp_path: Path
 ) -> None:
     path, _ = dump
-    spec = make_spec(settings, "fb")
+    spec = IngestSpec.of(settings, IngestOptions("fb"))
     [shard] = plan_shards([path], "facebook-2021")
     kid = keyring.active_id("pseudonym")
     out = {}
@@ -383,14 +383,22 @@ def test_sql_hmac_and_python_midstate_hmac_write_the_same_shards(
         r = process_shard(shard, settings.keyring_path, kid, spec, d, hmac_in_sql=mode)
         with duckdb.connect() as con:
             rows = con.execute(
-                f"SELECT parse_dirname(filename) AS p, pseudonym, kinds"
-                f" FROM read_parquet('{d}/*/*.parquet', filename = true) ORDER BY ALL"
+                f"SELECT pseudonym, kinds, prefix FROM read_parquet('{d}/*.parquet') ORDER BY ALL"
             ).fetchall()
         out[mode] = (rows, r.rows_read, r.invalid_by_reason, r.valid_rows)
     assert out[True] == out[False]
 
 
+@pytest.fixture
+def small_files_direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small plain files through DuckDB's own reader too (as big ones go)."""
+    import breach_notify.ingest as ingest_package
+
+    monkeypatch.setattr(ingest_package, "SMALL_FILE_BYTES", 0)
+
+
 @pytest.mark.parametrize("crlf", [False, True])
+@pytest.mark.usefixtures("small_files_direct")
 def test_duckdb_reader_path_equals_arrow_path(
     settings: Settings,
     keyring: Keyring,
@@ -398,7 +406,7 @@ def test_duckdb_reader_path_equals_arrow_path(
     monkeypatch: pytest.MonkeyPatch,
     crlf: bool,
 ) -> None:
-    """Valid UTF-8 dumps go through DuckDB's own reader (store.ingest.direct): same report and
+    """Valid UTF-8 dumps go through DuckDB's own reader (``duckdb_reader``): same report and
     pseudonyms as the Arrow path, including values only phonenumbers decides (fullwidth digits)."""
     from breach_notify.ingest import duckdb_reader as direct
 
@@ -418,10 +426,10 @@ def test_duckdb_reader_path_equals_arrow_path(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(direct, "process_file", spy)
-    fast = ingest(settings, keyring, [f], "fast").as_dict()
+    fast = ingest(settings, keyring, [f], IngestOptions("fast")).as_dict()
     assert used == [1]
     monkeypatch.setattr(direct, "eligible", lambda spec, shards: False)
-    slow = ingest(settings, keyring, [f], "slow").as_dict()
+    slow = ingest(settings, keyring, [f], IngestOptions("slow")).as_dict()
     assert used == [1]
     for d in (fast, slow):
         d.pop("seconds")
@@ -437,7 +445,7 @@ def test_pseudonyms_are_stored_without_string_compression(
     """DuckDB would pick DICT_FSST for the random pseudonyms (costly, nothing gained); the store
     turns string compression off."""
     path, truth = dump
-    ingest(settings, keyring, [path], "fb")
+    ingest(settings, keyring, [path], IngestOptions("fb"))
     no_plaintext(settings, truth)
     with session(settings) as conn:
         conn.execute("CHECKPOINT")
@@ -463,28 +471,30 @@ def _with_c1_bytes(path: Path, every: int = 150) -> None:
     path.write_bytes(b"\n".join(lines))
 
 
+@pytest.mark.usefixtures("small_files_direct")
 def test_undecodable_lines_are_read_again_on_the_fast_path(
     settings: Settings,
     keyring: Keyring,
     dump: tuple[Path, Truth],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import breach_notify.ingest as ingest_package
+    from breach_notify.ingest import arrow_reader
 
     path, truth = dump
     _with_c1_bytes(path)
     assert path.read_bytes().count(b"\x85") >= 10
 
-    def no_slow_path(shards: list[Any], *args: Any) -> list[Any]:
+    def no_slow_path(shards: list[Any], *args: Any, **kwargs: Any) -> list[Any]:
         assert shards == [], "the file left DuckDB's reader for the Arrow path"
         return []
 
-    monkeypatch.setattr(ingest_package, "_run_shards", no_slow_path)
-    report = ingest(settings, keyring, [path], "fb")
+    monkeypatch.setattr(arrow_reader, "read_shards", no_slow_path)
+    report = ingest(settings, keyring, [path], IngestOptions("fb"))
     assert_matches(report, truth, keyring, settings)
     no_plaintext(settings, truth, json.dumps(report.as_dict()))
 
 
+@pytest.mark.usefixtures("small_files_direct")
 def test_unaccounted_lines_send_the_file_to_the_arrow_path(
     settings: Settings,
     keyring: Keyring,
@@ -493,23 +503,23 @@ def test_unaccounted_lines_send_the_file_to_the_arrow_path(
 ) -> None:
     """If the skipped lines and the emitted rows do not add up to the file's lines, the file is
     read by the Arrow path instead (same exact counts)."""
+    from breach_notify.ingest import arrow_reader
     from breach_notify.ingest import duckdb_reader as direct
 
     path, truth = dump
     _with_c1_bytes(path)
-    import breach_notify.ingest as ingest_package
 
     real = direct._lines_at
     monkeypatch.setattr(direct, "_lines_at", lambda p, n: (real(p, n)[0], 10**9))
     slow: list[int] = []
-    run_shards = ingest_package._run_shards
+    read_shards = arrow_reader.read_shards
 
-    def spy(shards: list[Any], *args: Any) -> Any:
+    def spy(shards: list[Any], *args: Any, **kwargs: Any) -> Any:
         slow.append(len(shards))
-        return run_shards(shards, *args)
+        return read_shards(shards, *args, **kwargs)
 
-    monkeypatch.setattr(ingest_package, "_run_shards", spy)
-    report = ingest(settings, keyring, [path], "fb")
+    monkeypatch.setattr(arrow_reader, "read_shards", spy)
+    report = ingest(settings, keyring, [path], IngestOptions("fb"))
     assert slow and slow[0] > 0
     assert_matches(report, truth, keyring, settings)
     no_plaintext(settings, truth, json.dumps(report.as_dict()))

@@ -14,8 +14,10 @@ import hashlib
 import io
 import os
 import zipfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -257,9 +259,9 @@ def open_bytes(shard: Shard, tick: Callable[[int], None] = lambda n: None) -> IO
     """The shard's (decompressed) bytes as a stream."""
     try:
         if shard.member is not None:
-            zf = zipfile.ZipFile(shard.path)
-            raw: IO[bytes] = zf.open(shard.member)
-            tick(shard.size // max(len(zf.infolist()), 1))
+            with zipfile.ZipFile(shard.path) as zf:  # the member keeps the file open until closed
+                raw: IO[bytes] = zf.open(shard.member)
+                tick(shard.size // max(len(zf.infolist()), 1))
             return raw
         fh = shard.path.open("rb")
         if shard.path.suffix.lower() == ".gz":
@@ -308,17 +310,15 @@ def _skipper(on_bad: Callable[[], None]) -> Callable[[object], str]:
     return handler
 
 
-def facebook_reader(
-    shard: Shard, tick: Callable[[int], None], on_bad: Callable[[], None]
-) -> pa.RecordBatchReader:
-    """Lines of a facebook-2021 shard as a one-column (``line``) Arrow stream.
+def facebook_reader(stream: IO[bytes], on_bad: Callable[[], None]) -> pa.RecordBatchReader:
+    """Lines of a facebook-2021 stream as a one-column (``line``) Arrow stream.
 
     Bytes are decoded as Latin-1, so stray invalid UTF-8 in name fields cannot fail the read
     (phone fields are ASCII digits either way). Blank lines are skipped.
     """
     return _open_csv(
         pa.schema([("line", pa.string())]),
-        open_bytes(shard, tick),
+        stream,
         read_options=pacsv.ReadOptions(column_names=["line"], block_size=_BLOCK, encoding="latin1"),
         parse_options=pacsv.ParseOptions(
             delimiter="\x1f",
@@ -332,6 +332,53 @@ def facebook_reader(
             quoted_strings_can_be_null=False,
         ),
     )
+
+
+@contextmanager
+def open_reader(
+    shard: Shard,
+    layout: CsvLayout | None,
+    tick: Callable[[int], None],
+    on_bad: Callable[[], None],
+) -> Iterator[pa.RecordBatchReader]:
+    """The shard's rows as Arrow batches: lines (``facebook-2021``, ``layout`` None) or the
+    CSV's columns; the file is closed on exit."""
+    stream = open_bytes(shard, tick)
+    try:
+        if layout is None:
+            yield facebook_reader(stream, on_bad)
+        else:
+            yield csv_reader(stream, layout, on_bad)
+    finally:
+        stream.close()
+
+
+@contextmanager
+def read_errors(shard: Shard, fmt: str) -> Iterator[None]:
+    """Reading failures as ``BadInput`` naming the file and the problem (never the library's
+    text, which can quote data)."""
+    try:
+        yield
+    except BadInput:
+        raise
+    except EOFError:
+        problem = "the compressed data ends early (truncated file?); check the file is complete"
+    except zipfile.BadZipFile as exc:
+        crc = str(exc).startswith("Bad CRC-32")
+        problem = (
+            "corrupt zip member (bad CRC-32 checksum)" if crc else "corrupt zip member"
+        ) + "; check the archive (e.g. unzip -t)"
+    except gzip.BadGzipFile:
+        problem = "not valid gzip data; check the file"
+    except zlib.error:
+        problem = "corrupt compressed data; check the file"
+    except (pa.ArrowException, UnicodeError):
+        problem = f"cannot be read as {fmt} (malformed data); check the file and --format"
+    except OSError:
+        problem = "cannot be read (I/O error); check the file"
+    else:
+        return
+    raise BadInput(f"{shard.label}: {problem}") from None
 
 
 @dataclass(frozen=True)
@@ -366,13 +413,13 @@ def sniff_csv(shard: Shard, sample: bytes) -> CsvLayout:
 
 
 def csv_reader(
-    shard: Shard, layout: CsvLayout, tick: Callable[[int], None], on_bad: Callable[[], None]
+    stream: IO[bytes], layout: CsvLayout, on_bad: Callable[[], None]
 ) -> pa.RecordBatchReader:
-    """Rows of a CSV shard (header skipped), every column as text, columns named ``c0``, ``c1``…"""
+    """Rows of a CSV stream (header skipped), every column as text, named ``c0``, ``c1``…"""
     names = [f"c{i}" for i in range(len(layout.columns))]
     return _open_csv(
         pa.schema([(n, pa.string()) for n in names]),
-        open_bytes(shard, tick),
+        stream,
         read_options=pacsv.ReadOptions(
             column_names=names, skip_rows=1, block_size=_BLOCK, encoding=layout.encoding
         ),

@@ -12,34 +12,39 @@ content hash (table ``breach_files``) and skipped. Hidden files and ``breach.tom
 
 from __future__ import annotations
 
-import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
 from breach_notify.errors import BadInput
 from breach_notify.ingest.formats import content_digest
+from breach_notify.ingest.options import IngestOptions, check_breach_id
 
 MANIFEST = "breach.toml"
-FORMATS = ("facebook-2021", "csv")
-_BREACH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
 class BreachFolder:
-    """One breach of the inbox: its id, manifest values and data files (sorted)."""
+    """One breach of the inbox: its ingest options (from ``breach.toml``) and data files."""
 
-    breach_id: str
-    title: str
-    fmt: str
+    options: IngestOptions
     files: tuple[Path, ...]
-    phone_column: str | None = None
-    default_region: str | None = None
-    k: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def breach_id(self) -> str:
+        return self.options.breach_id
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A breach's files not yet ingested: options, paths and a count (no personal data, so
+    Prefect tasks may carry it)."""
+
+    options: IngestOptions
+    files: tuple[Path, ...]
+    files_skipped: int = 0
 
 
 def read_inbox(inbox: Path) -> list[BreachFolder]:
@@ -55,31 +60,32 @@ def read_inbox(inbox: Path) -> list[BreachFolder]:
 
 
 def read_folder(folder: Path) -> BreachFolder:
-    """One breach folder: validates the id and ``breach.toml``."""
-    if not _BREACH_ID.match(folder.name):
-        raise BadInput(
-            f"inbox folder {folder.name!r} is not a usable breach id; use letters, digits, "
-            "'.', '_' or '-' (at most 64)"
-        )
+    """One breach folder: the folder name is the breach id, ``breach.toml`` the options."""
     try:
-        manifest = tomllib.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        check_breach_id(folder.name)
+    except BadInput as exc:
+        raise BadInput(f"inbox folder {folder.name!r} is not a usable breach id: {exc}") from None
+    where = folder / MANIFEST
+    try:
+        manifest = tomllib.loads(where.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{folder / MANIFEST} is not valid TOML ({type(exc).__name__})") from None
+        raise BadInput(f"{where} is not valid TOML ({type(exc).__name__})") from None
     title = manifest.get("title")
-    fmt = manifest.get("format")
     if not isinstance(title, str) or not title:
-        raise BadInput(f"{folder / MANIFEST} needs a title")
-    if fmt not in FORMATS:
-        raise BadInput(f"{folder / MANIFEST}: format must be one of {', '.join(FORMATS)}")
-    phone_column = manifest.get("phone_column")
-    if fmt == "csv" and not isinstance(phone_column, str):
-        raise BadInput(f"{folder / MANIFEST}: a csv breach needs phone_column")
-    region = manifest.get("default_region")
-    if region is not None and (not isinstance(region, str) or len(region) != 2):
-        raise BadInput(f"{folder / MANIFEST}: default_region must be a two-letter region code")
-    k = manifest.get("k")
-    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 2):
-        raise BadInput(f"{folder / MANIFEST}: k must be an integer of at least 2")
+        raise BadInput(f"{where} needs a title")
+    if manifest.get("format") == "csv" and not isinstance(manifest.get("phone_column"), str):
+        raise BadInput(f"{where}: a csv breach needs phone_column")
+    try:
+        options = IngestOptions(
+            breach_id=folder.name,
+            fmt=manifest.get("format"),  # type: ignore[arg-type]
+            title=title,
+            phone_column=manifest.get("phone_column"),
+            default_region=manifest.get("default_region"),
+            k=manifest.get("k"),
+        )
+    except BadInput as exc:
+        raise BadInput(f"{where}: {exc}") from None
     files = tuple(
         sorted(
             p
@@ -87,17 +93,13 @@ def read_folder(folder: Path) -> BreachFolder:
             if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
         )
     )
-    known = {"title", "format", "phone_column", "default_region", "k"}
-    return BreachFolder(
-        breach_id=folder.name,
-        title=title,
-        fmt=fmt,
-        files=files,
-        phone_column=phone_column,
-        default_region=region.upper() if region else None,
-        k=k,
-        extra={key: v for key, v in manifest.items() if key not in known},
-    )
+    return BreachFolder(options, files)
+
+
+def plan(conn: duckdb.DuckDBPyConnection, folder: BreachFolder) -> Plan:
+    """The folder's files not yet ingested into its breach."""
+    fresh = new_files(conn, folder)
+    return Plan(folder.options, tuple(fresh), len(folder.files) - len(fresh))
 
 
 def new_files(conn: duckdb.DuckDBPyConnection, folder: BreachFolder) -> list[Path]:

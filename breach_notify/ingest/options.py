@@ -1,0 +1,105 @@
+"""What an ingest is asked to do, and how both readers do it.
+
+:class:`IngestOptions` is what the operator gives (``ingest`` options, or a ``breach.toml``),
+validated when it is made: the one breach-id rule and the one format registry
+(:data:`~breach_notify.ingest.formats.FORMATS`). :class:`IngestSpec` adds the resource settings
+both readers obey. Both are frozen and picklable and hold ids, a title, a format, a region, ``k``
+and limits only (never a number, never a key), so Prefect tasks and Dask workers may carry them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import phonenumbers
+
+from breach_notify.errors import BadInput
+from breach_notify.ingest.formats import FORMATS
+from breach_notify.settings import Settings
+
+#: A breach id: a letter or digit, then letters, digits, ``.``, ``_`` or ``-``; 64 at most.
+#: Always matched whole (``fullmatch``): ``$`` would let a trailing newline through.
+BREACH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: The largest ``k`` the store holds (``breaches.k`` is a 32-bit INTEGER).
+MAX_K = 2**31 - 1
+
+
+def memory_bytes(limit: str) -> int | None:
+    """A DuckDB memory limit (``4GB``, ``512MiB``…) in bytes; ``None`` when it does not parse."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*", limit.upper())
+    if not m:
+        return None
+    scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[m.group(2)]
+    return int(float(m.group(1)) * scale)
+
+
+def check_breach_id(value: object) -> str:
+    """``value`` if it is a usable breach id, else ``BadInput`` naming the rule."""
+    if not isinstance(value, str) or BREACH_ID.fullmatch(value) is None:
+        raise BadInput(
+            "a breach id is 1-64 letters, digits, '.', '_' or '-', starting with a letter or "
+            "digit (e.g. fb-2021-fr)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """The options of one ingest; ``BadInput`` (naming the fix) when one is unusable."""
+
+    breach_id: str
+    fmt: str = "facebook-2021"
+    title: str | None = None
+    phone_column: str | None = None
+    default_region: str | None = None
+    k: int | None = None
+
+    def __post_init__(self) -> None:
+        check_breach_id(self.breach_id)
+        if self.fmt not in FORMATS:
+            raise BadInput(f"unknown format {self.fmt!r}; choose one of {', '.join(FORMATS)}")
+        if self.title is not None and not isinstance(self.title, str):
+            raise BadInput("the title must be text")
+        if self.phone_column is not None:
+            if self.fmt != "csv":
+                raise BadInput("--phone-column (phone_column) applies to --format csv only")
+            if not isinstance(self.phone_column, str) or not self.phone_column:
+                raise BadInput("the phone column must be a column name")
+        if self.default_region is not None:
+            region = self.default_region
+            if not isinstance(region, str) or region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+                raise BadInput(f"unknown region {region!r}; give a two-letter code such as GB")
+            object.__setattr__(self, "default_region", region.upper())
+        if self.k is not None and (
+            not isinstance(self.k, int) or isinstance(self.k, bool) or not 1 <= self.k <= MAX_K
+        ):
+            raise BadInput(
+                f"k must be a whole number from 1 to {MAX_K} (the smallest bucket size; "
+                "the default is BREACH_NOTIFY_DEFAULT_K)"
+            )
+
+
+@dataclass(frozen=True)
+class IngestSpec:
+    """The options and the limits both readers obey (from :class:`Settings`)."""
+
+    options: IngestOptions
+    memory_limit: str = "1GB"
+    threads: int | None = None
+    tmp_dir: Path | None = None
+    max_line_bytes: int = 1 << 20
+    max_decompressed_bytes: int = 1 << 40
+    max_compression_ratio: float = 100.0
+
+    @classmethod
+    def of(cls, settings: Settings, options: IngestOptions) -> IngestSpec:
+        """The spec of ``options`` under ``settings`` (creates the data dir)."""
+        settings.ensure_home()
+        return cls(
+            options=options,
+            memory_limit=settings.memory_limit,
+            threads=settings.threads,
+            tmp_dir=settings.tmp_dir,
+        )
