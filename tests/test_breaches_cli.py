@@ -120,3 +120,14 @@ def test_ingest_without_keyring_is_exit_2(
     res = cli("ingest", str(path), "--breach", "x", "--json")
     assert res.code == 2 and "keys init" in res.json["error"]
     _no_plaintext(home, truth, cli)
+
+
+def test_breach_id_with_a_trailing_newline_is_exit_2(
+    cli: Callable[..., Any], home: Path, dump: tuple[Path, Truth]
+) -> None:
+    path, truth = dump
+    assert cli("keys", "init").code == 0
+    res = cli("ingest", str(path), "--breach", "fb\n", "--json")
+    assert res.code == 2 and "breach id" in res.json["error"]
+    assert cli("breaches", "list", "--json").json == {"breaches": []}
+    _no_plaintext(home, truth, cli)

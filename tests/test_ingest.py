@@ -547,3 +547,40 @@ def test_lines_at_across_scan_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyP
             got, total = direct._lines_at(f, wanted)
             assert total == len(expected)
             assert got == [expected[i - 1] for i in wanted]
+
+
+def test_breach_id_with_a_trailing_newline_is_refused(
+    settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], tmp_path: Path
+) -> None:
+    """``fb\\n`` and ``fb`` would be two breaches that list alike: one rule, matched whole,
+    refuses it wherever an id comes in (options, inbox folder names)."""
+    from breach_notify.ingest import inbox
+
+    path, truth = dump
+    for bad in ("fb\n", "fb\r\n", "\nfb", "fb\n\n"):
+        with pytest.raises(BadInput, match="breach id"):
+            ingest(settings, keyring, [path], IngestOptions(bad))
+        folder = tmp_path / "inbox" / bad
+        folder.mkdir(parents=True)
+        (folder / "breach.toml").write_text('title = "T"\nformat = "facebook-2021"\n')
+        with pytest.raises(BadInput, match="breach id"):
+            inbox.read_folder(folder)
+    assert store(settings)["breaches"] == []
+    no_plaintext(settings, truth)
+
+
+def test_a_shard_writes_one_parquet_file(
+    settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], tmp_path: Path
+) -> None:
+    """The distributed runner's worker writes one file per shard (no hash partitions that
+    nothing reads), and the merge of those files gives the exact counts."""
+    path, truth = dump
+    spec = IngestSpec.of(settings, IngestOptions("fb"))
+    shards = plan_shards([path], "facebook-2021", shard_bytes=100_000)
+    out = tmp_path / "parts"
+    kid = keyring.active_id("pseudonym")
+    results = [process_shard(s, settings.keyring_path, kid, spec, out) for s in shards]
+    assert [len(r.files) for r in results] == [1] * len(shards)
+    assert sorted(out.rglob("*")) == sorted(f for r in results for f in r.files)
+    assert_matches(merge_shards(settings, spec, results), truth, keyring, settings)
+    no_plaintext(settings, truth)
