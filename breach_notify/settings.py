@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import time
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +24,8 @@ class Settings(BaseSettings):
 
     # Ingest
     default_k: int = 50
+    #: A longer line of a dump is not read: it counts as invalid (``line_too_long``).
+    max_line_bytes: int = Field(default=1 << 20, ge=64)
 
     # Notices
     org_name: str = "Privacy Watch"

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -584,3 +585,98 @@ def test_a_shard_writes_one_parquet_file(
     assert sorted(out.rglob("*")) == sorted(f for r in results for f in r.files)
     assert_matches(merge_shards(settings, spec, results), truth, keyring, settings)
     no_plaintext(settings, truth)
+
+
+LONG = 6 << 20  # over the default limit (1 MiB), over Arrow's block and DuckDB's buffer share
+
+
+def _insert_lines(path: Path, lines: list[bytes], at: list[int]) -> None:
+    """Put ``lines[i]`` before line ``at[i]`` of ``path`` (0: first)."""
+    rows = path.read_bytes().split(b"\n")
+    for line, index in sorted(zip(lines, at, strict=True), key=lambda x: -x[1]):
+        rows.insert(index, line)
+    path.write_bytes(b"\n".join(rows))
+
+
+@pytest.mark.parametrize("case", ["txt", "txt-direct", "txt-shards", "gz", "zip"])
+def test_over_long_lines_are_counted_and_the_rest_ingested(
+    settings: Settings,
+    keyring: Keyring,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    """One rule for every reader: a line over ``max_line_bytes`` counts as ``line_too_long``
+    (even when it starts with a valid number) and every other line is read."""
+    import breach_notify.ingest as ingest_package
+    from breach_notify.ingest import formats as formats_mod
+
+    f = tmp_path / "long.txt"
+    truth = write_facebook(f, 400, seed=7, header=False)
+    long_line = b"33612345678:1:" + b"A" * LONG
+    _insert_lines(f, [long_line, long_line + b":x", b"44" * (LONG // 2)], [0, 150, 300])
+    path = f
+    if case == "txt-direct":  # a big plain file, the kind DuckDB's reader takes
+        monkeypatch.setattr(ingest_package, "SMALL_FILE_BYTES", 0)
+    if case == "txt-shards":  # byte ranges, a long line across a range's end
+        monkeypatch.setattr(formats_mod, "SHARD_BYTES", 1 << 20)
+    if case == "gz":
+        path = tmp_path / "long.txt.gz"
+        path.write_bytes(gzip.compress(f.read_bytes(), compresslevel=1))
+    if case == "zip":
+        path = tmp_path / "long.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.write(f, "long.txt")
+    report = ingest(settings, keyring, [path], IngestOptions("fb"))
+    if case == "txt-shards":
+        assert report.shards > 3
+    expected = Truth(
+        rows_read=truth.rows_read + 3,
+        invalid_by_reason=truth.invalid_by_reason + Counter({"line_too_long": 3}),
+        kinds=truth.kinds,
+        valid_rows=truth.valid_rows,
+    )
+    assert_matches(report, expected, keyring, settings)
+    no_plaintext(settings, truth, json.dumps(report.as_dict()))
+
+
+@pytest.mark.parametrize("where", ["first-row", "mid-file"])
+def test_over_long_csv_rows_are_counted_and_the_rest_ingested(
+    settings: Settings, keyring: Keyring, tmp_path: Path, where: str
+) -> None:
+    f = tmp_path / "list.csv"
+    truth = write_csv(f, 500, region="GB", seed=4)
+    row = b"Ana,+447400123456,someone@example.org," + b"x" * LONG
+    _insert_lines(f, [row], [1 if where == "first-row" else 250])
+    options = IngestOptions("csv", fmt="csv", default_region="GB")
+    report = ingest(settings, keyring, [f], options)
+    expected = Truth(
+        rows_read=truth.rows_read + 1,
+        invalid_by_reason=truth.invalid_by_reason + Counter({"line_too_long": 1}),
+        kinds=truth.kinds,
+        valid_rows=truth.valid_rows,
+    )
+    assert_matches(report, expected, keyring, settings)
+    no_plaintext(settings, truth, json.dumps(report.as_dict()))
+
+
+def test_csv_header_longer_than_the_limit_is_refused(
+    settings: Settings, keyring: Keyring, tmp_path: Path
+) -> None:
+    """Without its header a CSV has no columns: exit 2, naming the setting to raise."""
+    f = tmp_path / "list.csv"
+    f.write_bytes(b"name,phone," + b"c" * LONG + b"\nAna,+447400123456,x\n")
+    with pytest.raises(BadInput, match=r"list\.csv.*header.*BREACH_NOTIFY_MAX_LINE_BYTES"):
+        ingest(settings, keyring, [f], IngestOptions("csv", fmt="csv"))
+    assert store(settings)["breaches"] == []
+
+
+def test_max_line_bytes_is_a_setting(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", max_line_bytes=200)
+    settings.ensure_home()
+    keyring = Keyring.create(settings.keyring_path)
+    f = tmp_path / "d.txt"
+    f.write_bytes(b"33612345678:1:Ana:::::::::\n33612345679:1:" + b"B" * 300 + b":::::::::\n")
+    report = ingest(settings, keyring, [f], IngestOptions("fb"))
+    assert (report.rows_read, report.invalid_by_reason) == (2, {"line_too_long": 1})
+    assert report.distinct_numbers == 1

@@ -34,7 +34,7 @@ from breach_notify.ingest.tally import ShardResult, Tally
 
 _CHUNK_BYTES = 192 << 20
 #: Reasons that mean "this line is not in the declared format" (for the wrong-format check).
-UNPARSABLE = ("truncated_line", "bad_line", "not_a_number", "empty")
+UNPARSABLE = ("truncated_line", "bad_line", "not_a_number", "empty", "line_too_long")
 
 __all__ = ["UNPARSABLE", "ShardResult", "chunk_bytes", "connect", "process_shard", "read_shards"]
 
@@ -200,7 +200,7 @@ def _run(
         for out in tally.add(table):
             sink.write(out)
 
-    refused: dict[int, int] = {}
+    refused: dict[tuple[int, str], int] = {}
     chunks = _prefetch(_chunks(group, spec, tick, refused))
     pending: Future[None] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-hash") as pool:
@@ -222,8 +222,8 @@ def _run(
         finally:
             if pending is not None:
                 pending.result()
-    for f, n in refused.items():
-        tally.count(f, "bad_line", n)
+    for (f, reason), n in refused.items():
+        tally.count(f, reason, n)
 
 
 def _which(labels: list[str]) -> str:
@@ -236,11 +236,12 @@ def _chunks(
     group: list[_Prepared],
     spec: IngestSpec,
     tick: Callable[[int], None],
-    refused: dict[int, int],
+    refused: dict[tuple[int, str], int],
 ) -> Iterator[tuple[pa.Table, list[str]]]:
     """The group's rows in tables of about :func:`chunk_bytes` bytes, with column ``f``:
     DuckDB scans an in-memory table with all its threads, a stream with one (measured ~2x
-    slower end to end). Rows the CSV reader refuses are counted in ``refused`` per shard."""
+    slower end to end). Lines the readers refuse (``bad_line``, ``line_too_long``) are counted
+    in ``refused`` per shard."""
     limit = chunk_bytes(spec.memory_limit)
     pending: list[pa.RecordBatch] = []
     labels: list[str] = []
@@ -249,11 +250,23 @@ def _chunks(
         f = item.shard.index
 
         def on_bad(f: int = f) -> None:
-            refused[f] = refused.get(f, 0) + 1
+            refused[f, "bad_line"] = refused.get((f, "bad_line"), 0) + 1
+
+        def on_long(first: bool, item: _Prepared = item) -> None:
+            if first and item.layout is not None:
+                raise BadInput(
+                    f"{item.shard.label}: the CSV header line is longer than "
+                    f"{spec.limits.max_line_bytes} bytes; check the file, or raise "
+                    "BREACH_NOTIFY_MAX_LINE_BYTES"
+                )
+            key = (item.shard.index, "line_too_long")
+            refused[key] = refused.get(key, 0) + 1
 
         with (
             formats.read_errors(item.shard, spec.options.fmt),
-            formats.open_reader(item.shard, item.layout, tick, on_bad) as reader,
+            formats.open_reader(
+                item.shard, item.layout, tick, on_bad, spec.limits, on_long
+            ) as reader,
         ):
             labels.append(item.shard.label)
             for batch in reader:

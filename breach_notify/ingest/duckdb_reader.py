@@ -78,13 +78,16 @@ class Fallback(Exception):
 
 
 def eligible(spec: IngestSpec, shards: list[formats.Shard]) -> bool:
-    """Whole plain facebook-2021 files (all their byte ranges together)."""
+    """Whole plain facebook-2021 files (all their byte ranges together) without a line longer
+    than the limit: DuckDB's reader can drop such a line without a trace, so those files go
+    the Arrow way, which counts each one (``line_too_long``)."""
     first = shards[0]
     return (
         spec.options.fmt == "facebook-2021"
         and first.member is None
         and first.path.suffix.lower() not in (".gz", ".zip")
         and sum(s.nbytes for s in shards) == first.size
+        and first.line_bound <= spec.limits.max_line_bytes
     )
 
 
@@ -181,9 +184,10 @@ def _attempt(
     done = 0
     con.execute("DROP TABLE IF EXISTS bn_rejects")
     con.execute("DROP TABLE IF EXISTS bn_rejects_scan")
-    # the CSV reader's buffer, small enough for small memory limits (lines up to 2 MB)
+    # the CSV reader's buffer: small enough for small memory limits, and twice the longest line
     limit = memory_bytes(spec.memory_limit) or (1 << 30)
-    sql = query(encoding, min(16 << 20, max(4 << 20, limit // 8)))
+    buffer = max(min(16 << 20, max(4 << 20, limit // 8)), 2 * shard.line_bound + (1 << 20))
+    sql = query(encoding, buffer)
     batch_rows = max(1 << 16, min(_BATCH, chunk_bytes(spec.memory_limit) // 64))
     stream = con.sql(sql, params={"path": str(shard.path)}).to_arrow_reader(batch_rows)
     emitted = 0

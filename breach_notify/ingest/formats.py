@@ -60,6 +60,8 @@ class Shard:
     start: int = 0
     end: int | None = None  # None: to the end
     member: str | None = None  # zip member name
+    #: At least the length of the file's longest line (bytes, plain files only; see ``scan``).
+    line_bound: int = 0
 
     @property
     def label(self) -> str:
@@ -97,7 +99,7 @@ def expand(paths: list[Path], exclude: Path | None = None) -> list[Path]:
 #: Content digests hash the file in chunks of this size, one chunk per task of a thread pool.
 DIGEST_CHUNK = 64 * 1024 * 1024
 _DIGEST_DOMAIN = b"breach-notify content v1\0"
-_DIGEST_BLOCK = 1 << 20  # read size within a chunk (one reused buffer per task)
+_DIGEST_BLOCK = 1 << 18  # read size within a chunk (one reused buffer per task)
 
 
 def _cpus() -> int:
@@ -107,26 +109,63 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _chunk_digest(fd: int, start: int, length: int) -> tuple[bytes, int]:
-    """SHA-256 of ``length`` bytes at ``start`` of ``fd`` and the bytes actually read (fewer at
-    EOF). ``os.preadv`` and ``hashlib`` release the GIL, so chunks hash on all cores."""
+@dataclass(frozen=True)
+class _Piece:
+    """What one chunk's pass found: its digest, bytes read, and where its newlines are (first
+    and last, absolute; -1: none) with a bound on the lines between them."""
+
+    digest: bytes
+    read: int
+    first: int
+    last: int
+    inside: int
+
+
+def _chunk_digest(fd: int, start: int, length: int) -> _Piece:
+    """SHA-256 of ``length`` bytes at ``start`` of ``fd``, and its newlines.
+
+    ``os.preadv`` and ``hashlib`` release the GIL, so chunks hash on all cores. Per block only
+    the first and last newline are looked for (a few bytes' search each): a line inside a block
+    is at most as long as the block, a line across blocks is measured exactly.
+    """
     h = hashlib.sha256()
     buf = bytearray(min(_DIGEST_BLOCK, max(length, 1)))
     view = memoryview(buf)
     done = 0
+    first = last = -1
+    inside = 0
     while done < length:
         want = min(len(buf), length - done)
         got = os.preadv(fd, [view[:want]], start + done)
         if got == 0:
             break
         h.update(view[:got])
+        lo = buf.find(b"\n", 0, got)
+        if lo >= 0:
+            hi = buf.rfind(b"\n", 0, got)
+            at = start + done
+            if first < 0:
+                first = at + lo
+            else:
+                inside = max(inside, at + lo - last - 1)
+            inside = max(inside, hi - lo - 1)
+            last = at + hi
         done += got
-    return h.digest(), done
+    return _Piece(h.digest(), done, first, last, inside)
 
 
-def content_digest(path: Path) -> str:
+@dataclass(frozen=True)
+class FileScan:
+    """A file's identity (:func:`content_digest`) and a bound on its longest line (bytes, not
+    counting the newline): no line is longer, and it is exact above the block size."""
+
+    digest: str
+    line_bound: int
+
+
+def scan(path: Path) -> FileScan:
     """The file's identity (hex): a SHA-256 tree hash of its bytes (compressed bytes for
-    .gz/.zip), stored as ``breach_files.content_sha256``.
+    .gz/.zip), stored as ``breach_files.content_sha256``, and its line bound, in one pass.
 
     The file is cut into ``DIGEST_CHUNK`` pieces hashed in parallel threads; the root is the
     SHA-256 of a domain tag, the total size and chunk size (8 bytes big-endian each) and the
@@ -149,29 +188,42 @@ def content_digest(path: Path) -> str:
             os.close(fd)
     except OSError:
         raise BadInput(f"{path}: cannot be read; check its permissions") from None
-    if sum(n for _, n in parts) != size:
+    if sum(part.read for part in parts) != size:
         raise BadInput(f"{path}: changed while being read; retry when it is complete")
     root = hashlib.sha256(_DIGEST_DOMAIN)
     root.update(size.to_bytes(8, "big") + chunk.to_bytes(8, "big"))
-    for digest, _ in parts:
-        root.update(digest)
-    return root.hexdigest()
+    bound, last = 0, -1
+    for part in parts:
+        root.update(part.digest)
+        if part.first >= 0:
+            bound = max(bound, part.first - last - 1, part.inside)
+            last = part.last
+    bound = max(bound, size - last - 1)
+    return FileScan(root.hexdigest(), bound)
+
+
+def content_digest(path: Path) -> str:
+    """The file's identity (see :func:`scan`)."""
+    return scan(path).digest
 
 
 def plan_shards(
-    paths: list[Path], fmt: str, *, shard_bytes: int = SHARD_BYTES, exclude: Path | None = None
+    paths: list[Path], fmt: str, *, shard_bytes: int | None = None, exclude: Path | None = None
 ) -> list[Shard]:
-    """Shards for ``paths``: one per file or zip member, plain facebook files split by bytes.
+    """Shards for ``paths``: one per file or zip member, plain facebook files split by bytes
+    (``shard_bytes``, default :data:`SHARD_BYTES`).
 
     ``exclude`` (the data dir) is never read when a directory is given; a file whose content
     equals an earlier one's is left out.
     """
     if fmt not in FORMATS:
         raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    shard_bytes = shard_bytes or SHARD_BYTES
     shards: list[Shard] = []
     seen: set[str] = set()
     for path in expand(paths, exclude):
-        digest = content_digest(path)
+        found = scan(path)
+        digest, bound = found.digest, found.line_bound
         if digest in seen:  # the same content twice in one call counts once
             continue
         seen.add(digest)
@@ -187,9 +239,9 @@ def plan_shards(
         elif fmt == "facebook-2021" and path.suffix.lower() != ".gz" and size > shard_bytes:
             for start in range(0, size, shard_bytes):
                 end = min(start + shard_bytes, size)
-                shards.append(Shard(len(shards), path, digest, size, start, end))
+                shards.append(Shard(len(shards), path, digest, size, start, end, None, bound))
         else:
-            shards.append(Shard(len(shards), path, digest, size))
+            shards.append(Shard(len(shards), path, digest, size, line_bound=bound))
     return shards
 
 
@@ -197,7 +249,8 @@ class _Range(io.RawIOBase):
     """Bytes ``[start, end)`` of a file, widened to whole lines; counts bytes for progress.
 
     A range owns every line that *starts* inside it: it skips the partial line at ``start``
-    (unless ``start`` is 0) and reads on past ``end`` to the end of the line that crosses it.
+    (unless ``start`` is 0) and reads on past ``end`` to the end of the line that crosses it,
+    a block at a time however long that line is.
     """
 
     def __init__(self, fh: IO[bytes], start: int, end: int | None, tick: Callable[[int], None]):
@@ -206,9 +259,10 @@ class _Range(io.RawIOBase):
         if start > 0:
             fh.seek(start - 1)
             if fh.read(1) != b"\n":
-                fh.readline()
+                while (piece := fh.readline(_BLOCK)) and not piece.endswith(b"\n"):
+                    pass
         self._pos = fh.tell()
-        self._tail = False
+        self._state = "range"  # then "finish" (the line across ``end``), then "done"
         self._pending = b""
 
     def readable(self) -> bool:
@@ -224,19 +278,97 @@ class _Range(io.RawIOBase):
         return n
 
     def _next(self, want: int) -> bytes:
-        if self._tail:
+        if self._state == "done":
             return b""
+        if self._state == "finish":
+            data = self._fh.readline(_BLOCK)
+            if not data or data.endswith(b"\n"):
+                self._state = "done"
+            return data
         if self._end is not None and self._pos + want >= self._end:
-            self._tail = True
+            self._state = "done"
             if self._pos >= self._end:  # the next line starts at or after ``end``: not ours
                 return b""
             data = self._fh.read(self._end - self._pos)
             if data and not data.endswith(b"\n"):
-                data += self._fh.readline()
+                self._state = "finish"
         else:
             data = self._fh.read(want)
         self._pos += len(data)
         return data
+
+
+class _LineLimit(io.RawIOBase):
+    """The stream without its lines longer than ``limit`` bytes, each reported to
+    ``on_long(is_first_line)``; a line ends at ``\\n`` or ``\\r``.
+
+    Reads blocks of at most ``limit + 1`` bytes, so that a line inside one block is never too
+    long and only the line across blocks needs measuring: it is held back (at most ``limit``
+    bytes) until its end is seen, and skipped to its end once it is too long. A few searches per
+    block; memory bounded by the limit.
+    """
+
+    def __init__(self, raw: IO[bytes], limit: int, on_long: Callable[[bool], None]) -> None:
+        self._raw, self._limit, self._on_long = raw, limit, on_long
+        self._read = min(_BLOCK, limit + 1)
+        self._line = b""  # the start of the line not yet ended (at most ``limit`` bytes)
+        self._skipping = False  # inside a line already found too long
+        self._first = True  # still on the stream's first line
+        self._out = memoryview(b"")
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+    def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
+        while not self._out and not self._eof:
+            self._out = memoryview(self._fill())
+        n = min(len(buf), len(self._out))
+        buf[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def _too_long(self) -> None:
+        self._on_long(self._first)
+        self._line = b""
+
+    def _fill(self) -> bytes:
+        block = self._raw.read(self._read)
+        if not block:
+            self._eof = True
+            rest, self._line = self._line, b""
+            return b"" if self._skipping else rest
+        lo = _first_end(block)
+        if lo < 0:  # the line goes on
+            if not self._skipping:
+                if len(self._line) + len(block) > self._limit:
+                    self._too_long()
+                    self._skipping = True
+                else:
+                    self._line += block
+            return b""
+        head = b""
+        if self._skipping:
+            self._skipping, start = False, lo + 1
+        elif len(self._line) + lo > self._limit:
+            self._too_long()
+            start = lo + 1
+        else:
+            head, start = self._line, 0
+        self._first = False
+        hi = max(block.rfind(b"\n"), block.rfind(b"\r"))
+        self._line = block[hi + 1 :]
+        return head + block[start : hi + 1]
+
+
+def _first_end(block: bytes) -> int:
+    """Where the first line ending (``\\n`` or ``\\r``) of ``block`` is, or -1."""
+    n, r = block.find(b"\n"), block.find(b"\r")
+    return n if r < 0 else r if n < 0 else min(n, r)
 
 
 class _Counting(io.RawIOBase):
@@ -310,8 +442,11 @@ def _skipper(on_bad: Callable[[], None]) -> Callable[[object], str]:
     return handler
 
 
-def facebook_reader(stream: IO[bytes], on_bad: Callable[[], None]) -> pa.RecordBatchReader:
-    """Lines of a facebook-2021 stream as a one-column (``line``) Arrow stream.
+def facebook_reader(
+    stream: IO[bytes], on_bad: Callable[[], None], block: int = _BLOCK
+) -> pa.RecordBatchReader:
+    """Lines of a facebook-2021 stream as a one-column (``line``) Arrow stream; a line must fit
+    in ``block`` bytes.
 
     Bytes are decoded as Latin-1, so stray invalid UTF-8 in name fields cannot fail the read
     (phone fields are ASCII digits either way). Blank lines are skipped.
@@ -319,7 +454,7 @@ def facebook_reader(stream: IO[bytes], on_bad: Callable[[], None]) -> pa.RecordB
     return _open_csv(
         pa.schema([("line", pa.string())]),
         stream,
-        read_options=pacsv.ReadOptions(column_names=["line"], block_size=_BLOCK, encoding="latin1"),
+        read_options=pacsv.ReadOptions(column_names=["line"], block_size=block, encoding="latin1"),
         parse_options=pacsv.ParseOptions(
             delimiter="\x1f",
             quote_char=False,
@@ -334,21 +469,37 @@ def facebook_reader(stream: IO[bytes], on_bad: Callable[[], None]) -> pa.RecordB
     )
 
 
+@dataclass(frozen=True)
+class ReadLimits:
+    """Bounds on what one shard may make the readers do (from the settings)."""
+
+    #: A longer line is not read: it counts as invalid (``line_too_long``).
+    max_line_bytes: int = 1 << 20
+
+
 @contextmanager
 def open_reader(
     shard: Shard,
     layout: CsvLayout | None,
     tick: Callable[[int], None],
     on_bad: Callable[[], None],
+    limits: ReadLimits = ReadLimits(),
+    on_long: Callable[[bool], None] = lambda first: None,
 ) -> Iterator[pa.RecordBatchReader]:
     """The shard's rows as Arrow batches: lines (``facebook-2021``, ``layout`` None) or the
-    CSV's columns; the file is closed on exit."""
-    stream = open_bytes(shard, tick)
+    CSV's columns; the file is closed on exit.
+
+    Lines longer than ``limits.max_line_bytes`` are left out, each reported to
+    ``on_long(is_first_line)``.
+    """
+    limit = limits.max_line_bytes
+    stream = io.BufferedReader(_LineLimit(open_bytes(shard, tick), limit, on_long), _BLOCK)
+    block = max(_BLOCK, 2 * limit)
     try:
         if layout is None:
-            yield facebook_reader(stream, on_bad)
+            yield facebook_reader(stream, on_bad, block)
         else:
-            yield csv_reader(stream, layout, on_bad)
+            yield csv_reader(stream, layout, on_bad, block)
     finally:
         stream.close()
 
@@ -413,15 +564,16 @@ def sniff_csv(shard: Shard, sample: bytes) -> CsvLayout:
 
 
 def csv_reader(
-    stream: IO[bytes], layout: CsvLayout, on_bad: Callable[[], None]
+    stream: IO[bytes], layout: CsvLayout, on_bad: Callable[[], None], block: int = _BLOCK
 ) -> pa.RecordBatchReader:
-    """Rows of a CSV stream (header skipped), every column as text, named ``c0``, ``c1``…"""
+    """Rows of a CSV stream (header skipped), every column as text, named ``c0``, ``c1``…; a
+    row must fit in ``block`` bytes."""
     names = [f"c{i}" for i in range(len(layout.columns))]
     return _open_csv(
         pa.schema([(n, pa.string()) for n in names]),
         stream,
         read_options=pacsv.ReadOptions(
-            column_names=names, skip_rows=1, block_size=_BLOCK, encoding=layout.encoding
+            column_names=names, skip_rows=1, block_size=block, encoding=layout.encoding
         ),
         parse_options=pacsv.ParseOptions(
             delimiter=layout.delimiter,

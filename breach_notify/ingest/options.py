@@ -10,13 +10,13 @@ and limits only (never a number, never a key), so Prefect tasks and Dask workers
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import phonenumbers
 
 from breach_notify.errors import BadInput
-from breach_notify.ingest.formats import FORMATS
+from breach_notify.ingest.formats import FORMATS, ReadLimits
 from breach_notify.settings import Settings
 
 #: A breach id: a letter or digit, then letters, digits, ``.``, ``_`` or ``-``; 64 at most.
@@ -89,9 +89,7 @@ class IngestSpec:
     memory_limit: str = "1GB"
     threads: int | None = None
     tmp_dir: Path | None = None
-    max_line_bytes: int = 1 << 20
-    max_decompressed_bytes: int = 1 << 40
-    max_compression_ratio: float = 100.0
+    limits: ReadLimits = field(default_factory=ReadLimits)
 
     @classmethod
     def of(cls, settings: Settings, options: IngestOptions) -> IngestSpec:
@@ -102,4 +100,5 @@ class IngestSpec:
             memory_limit=settings.memory_limit,
             threads=settings.threads,
             tmp_dir=settings.tmp_dir,
+            limits=ReadLimits(max_line_bytes=settings.max_line_bytes),
         )

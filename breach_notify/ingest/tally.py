@@ -141,8 +141,8 @@ class Tally:
         if reason.null_count < batch.num_rows:
             keep = pc.is_valid(reason)
             pairs = pa.table({"f": shards.filter(keep), "r": reason.filter(keep)})
-            for f, r, n in pairs.group_by(["f", "r"]).aggregate([("r", "count")]).to_pylist():
-                self._of(int(f)).reasons[str(r)] += int(n)
+            for row in pairs.group_by(["f", "r"]).aggregate([("r", "count")]).to_pylist():
+                self._of(int(row["f"])).reasons[str(row["r"])] += int(row["r_count"])
 
     def _sql_decided(
         self, batch: pa.RecordBatch, f: int, shards: pa.Array | None
