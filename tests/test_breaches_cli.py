@@ -131,3 +131,34 @@ def test_breach_id_with_a_trailing_newline_is_exit_2(
     assert res.code == 2 and "breach id" in res.json["error"]
     assert cli("breaches", "list", "--json").json == {"breaches": []}
     _no_plaintext(home, truth, cli)
+
+
+def test_corrupt_archives_are_exit_2_with_one_json_object(
+    cli: Callable[..., Any], home: Path, dump: tuple[Path, Truth], tmp_path: Path
+) -> None:
+    """A truncated .gz and a zip member with a bad CRC: exit 2 naming the file and the problem,
+    and ``--json`` still prints exactly one JSON object."""
+    import gzip
+    import json
+    import zipfile
+
+    path, truth = dump
+    data = path.read_bytes()
+    gz = tmp_path / "cut.txt.gz"
+    packed = gzip.compress(data)
+    gz.write_bytes(packed[: len(packed) // 2])
+    zp = tmp_path / "crc.zip"
+    with zipfile.ZipFile(zp, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("dump.txt", data)
+    raw = bytearray(zp.read_bytes())
+    raw[raw.index(data[:64]) + len(data) // 2] ^= 0x01
+    zp.write_bytes(bytes(raw))
+    assert cli("keys", "init").code == 0
+    for archive, problem in ((gz, "truncated"), (zp, "bad CRC-32")):
+        res = cli("ingest", str(archive), "--breach", "x", "--json")
+        assert res.code == 2, res.stderr
+        [line] = res.stdout.strip().splitlines()
+        error = json.loads(line)["error"]
+        assert archive.name in error and problem in error
+    assert cli("breaches", "list", "--json").json == {"breaches": []}
+    _no_plaintext(home, truth, cli)

@@ -680,3 +680,30 @@ def test_max_line_bytes_is_a_setting(tmp_path: Path) -> None:
     report = ingest(settings, keyring, [f], IngestOptions("fb"))
     assert (report.rows_read, report.invalid_by_reason) == (2, {"line_too_long": 1})
     assert report.distinct_numbers == 1
+
+
+def _corrupt_archives(tmp_path: Path, dump: Path) -> dict[str, Path]:
+    """A .gz cut in half, and a zip whose (stored) member has one byte changed (bad CRC-32)."""
+    data = dump.read_bytes()
+    packed = gzip.compress(data)
+    gz = tmp_path / "cut.txt.gz"
+    gz.write_bytes(packed[: len(packed) // 2])
+    zp = tmp_path / "crc.zip"
+    with zipfile.ZipFile(zp, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("France.txt", data)
+    raw = bytearray(zp.read_bytes())
+    at = raw.index(data[:64]) + len(data) // 2
+    raw[at] ^= 0x01
+    zp.write_bytes(bytes(raw))
+    return {"truncated": gz, "bad CRC-32": zp}
+
+
+def test_corrupt_archives_are_bad_input_naming_the_file_and_problem(
+    settings: Settings, keyring: Keyring, dump: tuple[Path, Truth], tmp_path: Path
+) -> None:
+    path, truth = dump
+    for problem, archive in _corrupt_archives(tmp_path, path).items():
+        with pytest.raises(BadInput, match=rf"{archive.name}.*{problem}") as info:
+            ingest(settings, keyring, [archive], IngestOptions("fb"))
+        assert scan([], truth.numbers, [str(info.value)]) == []
+    assert store(settings)["breaches"] == []

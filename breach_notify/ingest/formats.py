@@ -406,11 +406,8 @@ def open_bytes(shard: Shard, tick: Callable[[int], None] = lambda n: None) -> IO
 
 def head(shard: Shard) -> bytes:
     """The first bytes of the shard's content (for sniffing and the binary check)."""
-    try:
-        with open_bytes(shard) as fh:
-            return fh.read(_SNIFF)
-    except (OSError, EOFError, zipfile.BadZipFile):
-        raise BadInput(f"{shard.label}: cannot be read (corrupt compressed data?)") from None
+    with read_errors(shard), open_bytes(shard) as fh:
+        return fh.read(_SNIFF)
 
 
 def check_not_binary(shard: Shard, sample: bytes) -> None:
@@ -505,9 +502,9 @@ def open_reader(
 
 
 @contextmanager
-def read_errors(shard: Shard, fmt: str) -> Iterator[None]:
+def read_errors(shard: Shard, fmt: str | None = None) -> Iterator[None]:
     """Reading failures as ``BadInput`` naming the file and the problem (never the library's
-    text, which can quote data)."""
+    text, which can quote data); ``fmt`` is the format the rows are read as."""
     try:
         yield
     except BadInput:
@@ -520,11 +517,13 @@ def read_errors(shard: Shard, fmt: str) -> Iterator[None]:
             "corrupt zip member (bad CRC-32 checksum)" if crc else "corrupt zip member"
         ) + "; check the archive (e.g. unzip -t)"
     except gzip.BadGzipFile:
-        problem = "not valid gzip data; check the file"
+        problem = "corrupt gzip data (bad header or checksum); check the file"
     except zlib.error:
         problem = "corrupt compressed data; check the file"
     except (pa.ArrowException, UnicodeError):
-        problem = f"cannot be read as {fmt} (malformed data); check the file and --format"
+        problem = f"cannot be read as {fmt or 'text'} (malformed data); check the file"
+        if fmt:
+            problem += " and --format"
     except OSError:
         problem = "cannot be read (I/O error); check the file"
     else:
