@@ -162,3 +162,16 @@ def test_corrupt_archives_are_exit_2_with_one_json_object(
         assert archive.name in error and problem in error
     assert cli("breaches", "list", "--json").json == {"breaches": []}
     _no_plaintext(home, truth, cli)
+
+
+def test_k_beyond_any_table_is_exit_2_naming_the_range(
+    cli: Callable[..., Any], home: Path, dump: tuple[Path, Truth]
+) -> None:
+    """Not 'check disk space' after the whole run: exit 2 at once, with the range to use."""
+    path, truth = dump
+    assert cli("keys", "init").code == 0
+    res = cli("ingest", str(path), "--breach", "x", "--k", str(10**12), "--json")
+    assert res.code == 2, res.stderr
+    assert "from 1 to 2^31 - 1" in res.json["error"]
+    assert cli("breaches", "list", "--json").json == {"breaches": []}
+    _no_plaintext(home, truth, cli)

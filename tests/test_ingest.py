@@ -707,3 +707,35 @@ def test_corrupt_archives_are_bad_input_naming_the_file_and_problem(
             ingest(settings, keyring, [archive], IngestOptions("fb"))
         assert scan([], truth.numbers, [str(info.value)]) == []
     assert store(settings)["breaches"] == []
+
+
+@pytest.mark.parametrize("k", [0, -3, 2**31, 10**20])
+def test_k_beyond_what_the_store_holds_is_refused_before_any_work(
+    settings: Settings, keyring: Keyring, tmp_path: Path, k: int
+) -> None:
+    """An unusable ``k`` is refused when the options are made, naming the range: before any
+    file is read (the missing file is never reported) and with the store unchanged."""
+    with pytest.raises(BadInput, match=r"k must be a whole number from 1 to 2\^31 - 1"):
+        ingest(settings, keyring, [tmp_path / "missing.txt"], IngestOptions("fb", k=k))
+    assert store(settings)["breaches"] == []
+
+
+def test_largest_k_is_stored(
+    settings: Settings, keyring: Keyring, dump: tuple[Path, Truth]
+) -> None:
+    path, truth = dump
+    report = ingest(settings, keyring, [path], IngestOptions("fb", k=2**31 - 1))
+    assert (report.k, report.prefix_bits, report.min_bucket) == (2**31 - 1, 0, truth.distinct)
+    no_plaintext(settings, truth)
+
+
+def test_unusable_ingest_settings_are_refused_by_name(
+    keyring: Keyring, dump: tuple[Path, Truth], home: Path
+) -> None:
+    path, _ = dump
+    for field, value, name in (
+        ("default_k", 2**40, "BREACH_NOTIFY_DEFAULT_K"),
+        ("max_line_bytes", 0, "BREACH_NOTIFY_MAX_LINE_BYTES"),
+    ):
+        with pytest.raises(BadInput, match=name):
+            ingest(Settings(home=home, **{field: value}), keyring, [path], IngestOptions("fb"))

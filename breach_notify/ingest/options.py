@@ -76,7 +76,7 @@ class IngestOptions:
             not isinstance(self.k, int) or isinstance(self.k, bool) or not 1 <= self.k <= MAX_K
         ):
             raise BadInput(
-                f"k must be a whole number from 1 to {MAX_K} (the smallest bucket size; "
+                "k must be a whole number from 1 to 2^31 - 1 (the smallest bucket size; "
                 "the default is BREACH_NOTIFY_DEFAULT_K)"
             )
 
@@ -93,7 +93,10 @@ class IngestSpec:
 
     @classmethod
     def of(cls, settings: Settings, options: IngestOptions) -> IngestSpec:
-        """The spec of ``options`` under ``settings`` (creates the data dir)."""
+        """The spec of ``options`` under ``settings`` (creates the data dir); ``BadInput`` for
+        an unusable ingest setting, naming it."""
+        _check_setting("DEFAULT_K", settings.default_k, 1, MAX_K, "2^31 - 1")
+        _check_setting("MAX_LINE_BYTES", settings.max_line_bytes, 64, 1 << 30, "2^30")
         settings.ensure_home()
         return cls(
             options=options,
@@ -102,3 +105,10 @@ class IngestSpec:
             tmp_dir=settings.tmp_dir,
             limits=ReadLimits(max_line_bytes=settings.max_line_bytes),
         )
+
+
+def _check_setting(name: str, value: float, low: float, high: float, shown: str) -> None:
+    """``BadInput`` unless ``low <= value <= high`` (``shown``: ``high`` as the message says it,
+    a long run of digits would be redacted as a possible phone number)."""
+    if not low <= value <= high:
+        raise BadInput(f"BREACH_NOTIFY_{name} must be from {low} to {shown}")
