@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -275,22 +274,11 @@ def expire_pending_task(home: str | None) -> dict[str, int]:
 @task(name="retention", **SAFE)
 @scrubbed
 def retention_task(home: str | None, max_age_hours: float = 24.0) -> int:
-    """Remove leftovers of crashed runs (shard Parquet, spill files) older than the cut-off."""
-    settings = settings_for(home)
-    cutoff = time.time() - timedelta(hours=max_age_hours).total_seconds()
-    removed = 0
-    for root in (settings.tmp_dir,):
-        if not root.is_dir():
-            continue
-        for entry in root.iterdir():
-            if entry.stat().st_mtime >= cutoff:
-                continue
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    """Remove leftovers of crashed runs: empty work dirs at once, the rest after the cut-off."""
+    from breach_notify.ingest.leftovers import remove_leftovers
+
+    tmp_dir = settings_for(home).tmp_dir
+    return remove_leftovers(tmp_dir, max_age=timedelta(hours=max_age_hours))
 
 
 def _as_dict(report: Any) -> dict[str, Any]:

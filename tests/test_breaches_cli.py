@@ -175,3 +175,20 @@ def test_k_beyond_any_table_is_exit_2_naming_the_range(
     assert "from 1 to 2^31 - 1" in res.json["error"]
     assert cli("breaches", "list", "--json").json == {"breaches": []}
     _no_plaintext(home, truth, cli)
+
+
+def test_decompression_bomb_is_exit_2_naming_the_setting(
+    cli: Callable[..., Any], home: Path, tmp_path: Path
+) -> None:
+    import gzip
+
+    bomb = tmp_path / "bomb.txt.gz"
+    with gzip.GzipFile(bomb, "wb", compresslevel=1) as gz:
+        for _ in range(200):
+            gz.write(b"33612345678:1:Ana:::::::::\n" * 40000)
+    assert cli("keys", "init").code == 0
+    res = cli("ingest", str(bomb), "--breach", "x", "--json")
+    assert res.code == 2, res.stderr
+    assert "bomb.txt.gz" in res.json["error"]
+    assert "BREACH_NOTIFY_MAX_COMPRESSION_RATIO" in res.json["error"]
+    assert cli("breaches", "list", "--json").json == {"breaches": []}

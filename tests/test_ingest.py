@@ -4,6 +4,7 @@ Every test that writes a store ends with the plaintext scan."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
@@ -19,7 +20,7 @@ from typing import Any
 import duckdb
 import pytest
 from support.privacy import scan
-from support.synthetic import Truth, reference_facebook, write_csv, write_facebook
+from support.synthetic import BIT, Truth, reference_facebook, write_csv, write_facebook
 
 from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput
@@ -295,6 +296,7 @@ def test_kill_9_mid_merge_leaves_store_unchanged(
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     assert store(settings) == before
+    assert list(settings.tmp_dir.glob("ingest-*")) == []  # no debris to clean up
     assert_matches(ingest(settings, keyring, [path], IngestOptions("fb")), truth, keyring, settings)
     no_plaintext(settings, truth)
 
@@ -613,7 +615,8 @@ def test_over_long_lines_are_counted_and_the_rest_ingested(
 
     f = tmp_path / "long.txt"
     truth = write_facebook(f, 400, seed=7, header=False)
-    long_line = b"33612345678:1:" + b"A" * LONG
+    noise = base64.b64encode(os.urandom(LONG))[:LONG]  # no line ending, hardly compressible
+    long_line = b"33612345678:1:" + noise
     _insert_lines(f, [long_line, long_line + b":x", b"44" * (LONG // 2)], [0, 150, 300])
     path = f
     if case == "txt-direct":  # a big plain file, the kind DuckDB's reader takes
@@ -739,3 +742,167 @@ def test_unusable_ingest_settings_are_refused_by_name(
     ):
         with pytest.raises(BadInput, match=name):
             ingest(Settings(home=home, **{field: value}), keyring, [path], IngestOptions("fb"))
+
+
+def _bomb(path: Path, megabytes: int) -> None:
+    """A gzip of ``megabytes`` MiB of one repeated valid line (ratio ~1000)."""
+    block = b"33612345678:1:Ana:::::::::\n" * ((1 << 20) // 27 + 1)
+    with gzip.GzipFile(path, "wb", compresslevel=1) as gz:
+        for _ in range(megabytes):
+            gz.write(block[: 1 << 20])
+
+
+def test_decompression_bomb_is_refused_early_naming_the_setting(
+    settings: Settings, keyring: Keyring, tmp_path: Path
+) -> None:
+    bomb = tmp_path / "bomb.txt.gz"
+    _bomb(bomb, 400)
+    started = time.monotonic()
+    with pytest.raises(BadInput, match=r"bomb\.txt\.gz.*BREACH_NOTIFY_MAX_COMPRESSION_RATIO"):
+        ingest(settings, keyring, [bomb], IngestOptions("fb"))
+    assert time.monotonic() - started < 60  # refused after ~16-100 MiB, not 400
+    zp = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(zp, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("x.txt", "w") as member:
+        for _ in range(100):
+            member.write(b"33612345678:1:Ana:::::::::\n" * 40000)
+    with pytest.raises(BadInput, match=r"bomb\.zip!x\.txt.*BREACH_NOTIFY_MAX_COMPRESSION_RATIO"):
+        ingest(settings, keyring, [zp], IngestOptions("fb"))
+    assert store(settings)["breaches"] == []
+
+
+def test_decompressed_size_cap_is_a_setting(
+    keyring: Keyring, dump: tuple[Path, Truth], home: Path, tmp_path: Path
+) -> None:
+    path, truth = dump
+    gz = tmp_path / "France.txt.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    zp = tmp_path / "dump.zip"
+    with zipfile.ZipFile(zp, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(path, "France.txt")
+    small = Settings(home=home, max_decompressed_bytes=100_000)
+    for archive in (gz, zp):
+        with pytest.raises(BadInput, match="BREACH_NOTIFY_MAX_DECOMPRESSED_BYTES"):
+            ingest(small, keyring, [archive], IngestOptions("fb"))
+    enough = Settings(home=home, max_decompressed_bytes=path.stat().st_size)
+    assert_matches(ingest(enough, keyring, [gz], IngestOptions("fb")), truth, keyring, enough)
+    no_plaintext(enough, truth)
+
+
+def test_many_small_files_share_one_query_and_keep_their_own_counts(
+    settings: Settings, keyring: Keyring, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small files are read many to a query, the SQL built at most once, and each file's
+    ``rows_read`` is still its own (header and blank lines excluded)."""
+    from breach_notify.ingest import arrow_reader, duckdb_reader, normalize
+
+    built: list[int] = []
+    real = normalize.phone_sql
+
+    def counting(*args: Any, **kwargs: Any) -> str:
+        built.append(1)
+        return real(*args, **kwargs)
+
+    for module in (arrow_reader, duckdb_reader):
+        monkeypatch.setattr(module, "phone_sql", counting)
+    arrow_reader.query.cache_clear()
+    folder = tmp_path / "many"
+    folder.mkdir()
+    truth = Truth()
+    expected: dict[str, int] = {}
+    header = "phone:id:first_name:last_name:gender:current_city:hometown:relationship:work:date"
+    for i in range(300):
+        f = folder / f"f{i:03d}.txt"
+        phones = [f"3361{i:05d}{j:02d}" if (i + j) % 7 else "3361" for j in range(1 + i % 3)]
+        lines = [header + ":email:birthday"] * (i % 2) + [f"{ph}:{i}:Ana:::::::::" for ph in phones]
+        f.write_text("\n".join(lines) + "\n")
+        for phone in phones:
+            e164, reason = reference_facebook(phone)
+            truth.add(e164, reason, BIT["account_id"] | BIT["name"])
+        expected[f.name] = len(phones)
+    report = ingest(settings, keyring, [folder], IngestOptions("many"))
+    assert len(built) <= 1
+    assert_matches(report, truth, keyring, settings)
+    with session(settings) as conn:
+        got = dict(conn.execute("SELECT name, rows_read FROM breach_files").fetchall())
+    assert got == expected
+    no_plaintext(settings, truth, json.dumps(report.as_dict()))
+
+
+@pytest.mark.slow
+def test_ten_thousand_one_line_files_take_under_a_minute(
+    settings: Settings, keyring: Keyring, tmp_path: Path
+) -> None:
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    for i in range(10_000):
+        (folder / f"f{i:05d}.txt").write_text(f"3361{i:07d}:{i}:Ana:::::::::\n")
+    started = time.monotonic()
+    report = ingest(settings, keyring, [folder], IngestOptions("tiny"))
+    seconds = time.monotonic() - started
+    assert (report.files, report.rows_read) == (10_000, 10_000)
+    assert seconds < 60, seconds
+
+
+@pytest.mark.parametrize("reader", ["arrow", "duckdb"])
+def test_phonenumbers_rows_are_decided_in_bounded_batches(
+    settings: Settings,
+    keyring: Keyring,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reader: str,
+) -> None:
+    """Rows only ``phonenumbers`` can decide (numbers with extensions) are settled and written
+    out a batch at a time, never piled up for the whole file."""
+    import breach_notify.ingest as ingest_package
+    from breach_notify.ingest import sinks, tally
+
+    monkeypatch.setattr(tally, "PYTHON_BATCH", 100)
+    if reader == "duckdb":
+        monkeypatch.setattr(ingest_package, "SMALL_FILE_BYTES", 0)
+    f = tmp_path / "ext.txt"
+    f.write_text(
+        "".join(f"336{12000000 + i:08d}x{i % 90 + 10}:1:Ana:::::::::\n" for i in range(2000))
+    )
+    pending, worst = [0], [0]
+    verdict, write = tally.verdict, sinks.AccSink.write
+
+    def counting_verdict(raw: str, region: str | None = None) -> tuple[str | None, str | None]:
+        pending[0] += 1
+        worst[0] = max(worst[0], pending[0])
+        return verdict(raw, region)
+
+    def counting_write(self: sinks.AccSink, table: Any) -> None:
+        pending[0] = 0
+        write(self, table)
+
+    monkeypatch.setattr(tally, "verdict", counting_verdict)
+    monkeypatch.setattr(sinks.AccSink, "write", counting_write)
+    report = ingest(settings, keyring, [f], IngestOptions("ext"))
+    assert report.python_decided == report.distinct_numbers == 2000
+    assert 0 < worst[0] <= 100
+
+
+def test_housekeeping_removes_empty_work_dirs_left_by_a_kill(settings: Settings) -> None:
+    """An empty ``tmp/ingest-*`` (or ``shards-*``) directory is kill -9 debris: removed at once,
+    not after a day; other recent entries stay, old ones go."""
+    from breach_notify.ingest.leftovers import remove_leftovers
+
+    settings.ensure_home()
+    tmp = settings.tmp_dir
+    for name in ("ingest-a1b2", "shards-c3d4"):
+        (tmp / name).mkdir()
+    busy = tmp / "shards-busy"
+    busy.mkdir()
+    (busy / "shard-00000.parquet").write_bytes(b"x")
+    spill = tmp / "duckdb_temp_storage.tmp"
+    spill.write_bytes(b"x")
+    stale = tmp / "ingest-stale"
+    stale.mkdir()
+    (stale / "old.parquet").write_bytes(b"x")
+    old = time.time() - 2 * 86400
+    os.utime(stale / "old.parquet", (old, old))
+    os.utime(stale, (old, old))
+    assert remove_leftovers(tmp) == 3
+    assert sorted(p.name for p in tmp.iterdir()) == ["duckdb_temp_storage.tmp", "shards-busy"]
+    assert remove_leftovers(tmp, now=time.time() + 2 * 86400) == 2
+    assert list(tmp.iterdir()) == []

@@ -73,6 +73,24 @@ class Shard:
         return (self.end if self.end is not None else self.size) - self.start
 
 
+@dataclass(frozen=True)
+class ReadLimits:
+    """Bounds on what one shard may make the readers do (from the settings)."""
+
+    #: A longer line is not read: it counts as invalid (``line_too_long``).
+    max_line_bytes: int = 1 << 20
+    #: A compressed file or member that decompresses to more is refused.
+    max_decompressed_bytes: int = 256 << 30
+    #: Decompressed bytes per compressed byte beyond which a file is refused (a "bomb"); checked
+    #: as it is read, once :data:`RATIO_FLOOR` bytes are out.
+    max_compression_ratio: float = 100.0
+
+
+#: Below this many decompressed bytes the compression ratio is not checked (tiny files can be
+#: very repetitive, and cannot hurt).
+RATIO_FLOOR = 16 << 20
+
+
 def expand(paths: list[Path], exclude: Path | None = None) -> list[Path]:
     """Files named directly, or every non-hidden file below a directory (except below
     ``exclude``, the data dir), sorted."""
@@ -372,33 +390,95 @@ def _first_end(block: bytes) -> int:
 
 
 class _Counting(io.RawIOBase):
-    """A pass-through reader that reports compressed bytes consumed, for progress."""
+    """A pass-through reader of compressed bytes that counts them (progress, ratio cap)."""
 
     def __init__(self, fh: IO[bytes], tick: Callable[[int], None]) -> None:
         self._fh, self._tick = fh, tick
+        self.consumed = 0
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
 
     def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
         data = self._fh.read(len(buf))
         buf[: len(data)] = data
         self._tick(len(data))
+        self.consumed += len(data)
         return len(data)
 
 
-def open_bytes(shard: Shard, tick: Callable[[int], None] = lambda n: None) -> IO[bytes]:
-    """The shard's (decompressed) bytes as a stream."""
+class _Capped(io.RawIOBase):
+    """Decompressed bytes, refused (``BadInput``) beyond the caps of ``limits``: the total, and
+    the ratio to the compressed bytes ``consumed()`` so far."""
+
+    def __init__(
+        self,
+        inner: IO[bytes],
+        shard: Shard,
+        limits: ReadLimits,
+        consumed: Callable[[], int],
+        closing: tuple[IO[bytes], ...] = (),
+    ) -> None:
+        self._inner, self._shard, self._limits = inner, shard, limits
+        self._consumed, self._closing = consumed, closing
+        self._out = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._inner.close()
+        for f in self._closing:
+            f.close()
+        super().close()
+
+    def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
+        n = self._inner.readinto(buf)  # type: ignore[attr-defined]
+        self._out += n
+        check_decompressed(self._shard, self._limits, self._out, self._consumed())
+        return int(n)
+
+
+def check_decompressed(shard: Shard, limits: ReadLimits, out: int, consumed: int) -> None:
+    """``BadInput`` when ``out`` decompressed bytes (from ``consumed`` compressed ones) are over
+    a cap, naming the setting to raise if the file is genuine."""
+    if out > limits.max_decompressed_bytes:
+        raise BadInput(
+            f"{shard.label}: decompresses to more than {limits.max_decompressed_bytes} bytes; "
+            "if the file is genuine, raise BREACH_NOTIFY_MAX_DECOMPRESSED_BYTES"
+        )
+    if out > RATIO_FLOOR and out > limits.max_compression_ratio * max(consumed, 1):
+        raise BadInput(
+            f"{shard.label}: decompresses to over {limits.max_compression_ratio:g} times its "
+            "size (a decompression bomb?); if the file is genuine, raise "
+            "BREACH_NOTIFY_MAX_COMPRESSION_RATIO"
+        )
+
+
+def open_bytes(
+    shard: Shard, tick: Callable[[int], None] = lambda n: None, limits: ReadLimits = ReadLimits()
+) -> IO[bytes]:
+    """The shard's (decompressed) bytes as a stream; compressed data within ``limits``."""
     try:
         if shard.member is not None:
             with zipfile.ZipFile(shard.path) as zf:  # the member keeps the file open until closed
-                raw: IO[bytes] = zf.open(shard.member)
+                info = zf.getinfo(shard.member)
+                packed = max(info.compress_size, 1)
+                check_decompressed(shard, limits, info.file_size, packed)  # as the header says
+                member = zf.open(info)
                 tick(shard.size // max(len(zf.infolist()), 1))
-            return raw
+            capped = _Capped(member, shard, limits, lambda: packed)
+            return io.BufferedReader(capped, _BLOCK)
         fh = shard.path.open("rb")
         if shard.path.suffix.lower() == ".gz":
-            gz = gzip.GzipFile(fileobj=io.BufferedReader(_Counting(fh, tick), _BLOCK))
-            return cast(IO[bytes], gz)
+            counting = _Counting(fh, tick)
+            gz = gzip.GzipFile(fileobj=io.BufferedReader(counting, 1 << 20))
+            capped = _Capped(cast(IO[bytes], gz), shard, limits, lambda: counting.consumed, (fh,))
+            return io.BufferedReader(capped, _BLOCK)
         return io.BufferedReader(_Range(fh, shard.start, shard.end, tick), _BLOCK)
     except (OSError, zipfile.BadZipFile, KeyError):
         raise BadInput(f"{shard.label}: cannot be opened; check the file") from None
@@ -466,14 +546,6 @@ def facebook_reader(
     )
 
 
-@dataclass(frozen=True)
-class ReadLimits:
-    """Bounds on what one shard may make the readers do (from the settings)."""
-
-    #: A longer line is not read: it counts as invalid (``line_too_long``).
-    max_line_bytes: int = 1 << 20
-
-
 @contextmanager
 def open_reader(
     shard: Shard,
@@ -490,7 +562,8 @@ def open_reader(
     ``on_long(is_first_line)``.
     """
     limit = limits.max_line_bytes
-    stream = io.BufferedReader(_LineLimit(open_bytes(shard, tick), limit, on_long), _BLOCK)
+    raw = open_bytes(shard, tick, limits)
+    stream = io.BufferedReader(_LineLimit(raw, limit, on_long), _BLOCK)
     block = max(_BLOCK, 2 * limit)
     try:
         if layout is None:

@@ -164,10 +164,18 @@ def _merge(
             report.python_decided += r.python_decided
             reasons.update(r.invalid_by_reason)
             valid += r.valid_rows
-        conn.executemany(
+        # one statement for all files (executemany costs ~ms per row: 10,000 files, 30 s)
+        shas = list(files)
+        conn.execute(
             "INSERT INTO breach_files (breach_id, content_sha256, name, bytes, rows_read)"
-            " VALUES (?, ?, ?, ?, ?)",
-            [[bid, sha, name, size, n] for sha, (name, size, n) in files.items()],
+            " SELECT ?, unnest(?), unnest(?), unnest(?), unnest(?)",
+            [
+                bid,
+                shas,
+                [files[s][0] for s in shas],
+                [files[s][1] for s in shas],
+                [files[s][2] for s in shas],
+            ],
         )
         report.files = len(files)
         paths = [str(p) for r in fresh for p in r.files]

@@ -97,13 +97,19 @@ class IngestSpec:
         an unusable ingest setting, naming it."""
         _check_setting("DEFAULT_K", settings.default_k, 1, MAX_K, "2^31 - 1")
         _check_setting("MAX_LINE_BYTES", settings.max_line_bytes, 64, 1 << 30, "2^30")
+        _check_setting("MAX_DECOMPRESSED_BYTES", settings.max_decompressed_bytes, 1, 2**62, "2^62")
+        _check_setting("MAX_COMPRESSION_RATIO", settings.max_compression_ratio, 1, 1e9, "10^9")
         settings.ensure_home()
         return cls(
             options=options,
             memory_limit=settings.memory_limit,
             threads=settings.threads,
             tmp_dir=settings.tmp_dir,
-            limits=ReadLimits(max_line_bytes=settings.max_line_bytes),
+            limits=ReadLimits(
+                max_line_bytes=settings.max_line_bytes,
+                max_decompressed_bytes=settings.max_decompressed_bytes,
+                max_compression_ratio=settings.max_compression_ratio,
+            ),
         )
 
 
