@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     schedule_send_cron: str = "15 9-19 * * *"
     schedule_housekeeping_cron: str = "30 3 * * *"
     inbox: Path | None = None
+    #: Follow inbox folders, files and ``breach.toml`` that are symlinks to outside the inbox.
+    inbox_follow_symlinks: bool = False
     gateway: str = "dryrun://"
 
     @property

@@ -86,8 +86,9 @@ def settings_for(home: str | None, keyring: str | None = None) -> Settings:
 @scrubbed
 def plan_inbox(home: str | None, inbox: str) -> list[inbox_mod.Plan]:
     """The breaches of the inbox with their not-yet-ingested files (options, paths, counts)."""
-    folders = inbox_mod.read_inbox(Path(inbox))
-    with session(settings_for(home)) as conn:
+    settings = settings_for(home)
+    folders = inbox_mod.read_inbox(Path(inbox), follow_symlinks=settings.inbox_follow_symlinks)
+    with session(settings) as conn:
         return [inbox_mod.plan(conn, folder) for folder in folders]
 
 

@@ -906,3 +906,33 @@ def test_housekeeping_removes_empty_work_dirs_left_by_a_kill(settings: Settings)
     assert sorted(p.name for p in tmp.iterdir()) == ["duckdb_temp_storage.tmp", "shards-busy"]
     assert remove_leftovers(tmp, now=time.time() + 2 * 86400) == 2
     assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("reader", ["arrow", "duckdb"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Phone Number::First Name:Last Name:Gender:Current City:Hometown:Relationship Status:"
+        "Workplace:Join Date:Email:Birthday",
+        "Phone Number::First Name:Last Name",
+        "phone-number:id:first_name:last_name:gender:current_city:hometown:relationship:work:"
+        "date:email:birthday",
+    ],
+)
+def test_repack_header_line_counts_as_a_header_not_an_invalid_row(
+    settings: Settings,
+    keyring: Keyring,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    header: str,
+    reader: str,
+) -> None:
+    import breach_notify.ingest as ingest_package
+
+    if reader == "duckdb":
+        monkeypatch.setattr(ingest_package, "SMALL_FILE_BYTES", 0)
+    f = tmp_path / "repack.txt"
+    f.write_text(f"{header}\n33612345678:1:Ana:::::::::\n33612345679:2:Bo:::::::::\n")
+    report = ingest(settings, keyring, [f], IngestOptions("fb"))
+    assert (report.header_lines, report.rows_read, report.rows_invalid) == (1, 2, 0)
+    assert report.distinct_numbers == 2

@@ -8,6 +8,8 @@
 
 The folder name is the breach id. Files already ingested into that breach are recognised by
 content hash (table ``breach_files``) and skipped. Hidden files and ``breach.toml`` are not data.
+A folder, file or ``breach.toml`` that is a symlink to outside the inbox is refused unless
+``BREACH_NOTIFY_INBOX_FOLLOW_SYMLINKS`` allows it; an unknown ``breach.toml`` key is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from breach_notify.ingest.formats import content_digest
 from breach_notify.ingest.options import IngestOptions, check_breach_id
 
 MANIFEST = "breach.toml"
+#: The keys a ``breach.toml`` may hold.
+KEYS = ("title", "format", "phone_column", "default_region", "k")
 
 
 @dataclass(frozen=True)
@@ -47,29 +51,58 @@ class Plan:
     files_skipped: int = 0
 
 
-def read_inbox(inbox: Path) -> list[BreachFolder]:
-    """Every breach folder of ``inbox``, sorted by id. Raises ``BadInput`` naming the fix."""
+def read_inbox(inbox: Path, *, follow_symlinks: bool = False) -> list[BreachFolder]:
+    """Every breach folder of ``inbox``, sorted by id. Raises ``BadInput`` naming the fix.
+
+    ``follow_symlinks``: accept folders and files that are symlinks to outside the inbox.
+    """
     if not inbox.is_dir():
         raise BadInput(f"inbox {inbox} is not a directory; create it or pass --inbox DIR")
+    root = inbox.resolve()
     folders = []
     for sub in sorted(p for p in inbox.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if not (sub / MANIFEST).is_file():
+        _inside(sub, root, follow_symlinks)
+        manifest = sub / MANIFEST
+        if not manifest.is_file():
             raise BadInput(f"{sub} has no {MANIFEST}; add one with at least title and format")
-        folders.append(read_folder(sub))
+        _inside(manifest, root, follow_symlinks)
+        folders.append(read_folder(sub, root=root, follow_symlinks=follow_symlinks))
     return folders
 
 
-def read_folder(folder: Path) -> BreachFolder:
-    """One breach folder: the folder name is the breach id, ``breach.toml`` the options."""
+def _inside(path: Path, root: Path, follow_symlinks: bool) -> None:
+    """``BadInput`` when ``path`` resolves to outside ``root`` (through a symlink) and such
+    links are not to be followed."""
+    if not follow_symlinks and not path.resolve().is_relative_to(root):
+        raise BadInput(
+            f"{path} is a symlink to outside the inbox; move what it points to into the inbox, "
+            "or set BREACH_NOTIFY_INBOX_FOLLOW_SYMLINKS=true to follow such links"
+        )
+
+
+def read_folder(
+    folder: Path, *, root: Path | None = None, follow_symlinks: bool = False
+) -> BreachFolder:
+    """One breach folder: the folder name is the breach id, ``breach.toml`` the options; its
+    files must lie inside ``root`` (default: the folder's parent, the inbox) unless
+    ``follow_symlinks``."""
+    root = root if root is not None else folder.parent.resolve()
     try:
         check_breach_id(folder.name)
     except BadInput as exc:
         raise BadInput(f"inbox folder {folder.name!r} is not a usable breach id: {exc}") from None
     where = folder / MANIFEST
+    _inside(where, root, follow_symlinks)
     try:
         manifest = tomllib.loads(where.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"{where} is not valid TOML ({type(exc).__name__})") from None
+    unknown = sorted(set(manifest) - set(KEYS))
+    if unknown:
+        raise BadInput(
+            f"{where}: unknown key {unknown[0]!r}; the keys are {', '.join(KEYS)} "
+            "(check its spelling)"
+        )
     title = manifest.get("title")
     if not isinstance(title, str) or not title:
         raise BadInput(f"{where} needs a title")
@@ -93,6 +126,8 @@ def read_folder(folder: Path) -> BreachFolder:
             if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
         )
     )
+    for path in files:
+        _inside(path, root, follow_symlinks)
     return BreachFolder(options, files)
 
 
