@@ -233,7 +233,7 @@ def test_run_refuses_bad_input_before_prefect_starts(tmp_path: Path) -> None:
     assert res.code == 2 and "not a directory" in res.json["error"]
     _folder(tmp_path / "inbox", "b1", 'title = "T"\nformat = "xls"\n')
     res = cli(home, "run", "--inbox", str(tmp_path / "inbox"), "--gateway", "dryrun://", "--json")
-    assert res.code == 2 and "format must be" in res.json["error"]
+    assert res.code == 2 and "unknown format" in res.json["error"]
     res = cli(home, "run", "--gateway", "carrier-pigeon://", "--json")
     assert res.code == 2 and "gateway URL scheme" in res.json["error"]
     assert not (home / "prefect").exists()  # nothing of Prefect was started
