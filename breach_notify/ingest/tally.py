@@ -161,7 +161,7 @@ class Tally:
             fixed = self._p.pseudonyms_arrow(column.filter(keep))
         kinds = batch.column("kinds").filter(keep).cast(pa.uint16())
         tags = shards.filter(keep) if shards is not None else _constant(f, len(fixed))
-        self._added(tags if shards is not None else None, f, len(fixed), sql=True)
+        self._sql_valid(tags if shards is not None else None, f, len(fixed))
         return _output(tags, fixed, kinds)
 
     def _python_decided(
@@ -191,7 +191,8 @@ class Tally:
         fixed = pa.array(digests, pa.binary(32))
         return _output(pa.array(out_f, pa.int32()), fixed, pa.array(out_kinds, pa.uint16()))
 
-    def _added(self, tags: pa.Array | None, f: int, n: int, *, sql: bool) -> None:
+    def _sql_valid(self, tags: pa.Array | None, f: int, n: int) -> None:
+        """Count ``n`` valid rows the SQL decided, of shard ``f`` or per ``tags``."""
         if tags is None:
             c = self._of(f)
             c.valid += n
