@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from breach_notify.sms.gateways.memory import MemoryGateway
 from support.subscribers import GB_MOBILE, T0, last_code
 
 from breach_notify.crypto import Keyring
 from breach_notify.numbers import parse_number
 from breach_notify.settings import Settings
+from breach_notify.sms.gateways.memory import MemoryGateway
 from breach_notify.store.db import session, transaction
 from breach_notify.subscribers import codes, consent, leave, optin, registry, suppression
 

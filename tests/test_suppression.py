@@ -9,7 +9,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from breach_notify.sms.gateways.memory import SHARED
 from support import privacy
 from support.sender import add_breach
 from support.subscribers import DE_MOBILE, GB_MOBILE, GB_MOBILE_2, GB_MOBILE_3, last_code
@@ -19,6 +18,7 @@ from breach_notify.crypto import Keyring
 from breach_notify.notify.match import match
 from breach_notify.numbers import parse_number
 from breach_notify.settings import Settings
+from breach_notify.sms.gateways.memory import SHARED
 from breach_notify.store.db import session
 from breach_notify.subscribers import consent, erasure, events, optin, registry, suppression
 

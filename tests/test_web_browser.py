@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from breach_notify.sms.gateways.memory import MemoryGateway
 from support import browser, privacy
 from support.flows import Run
 from support.front import Front, serve, wait_for
@@ -21,6 +20,7 @@ from support.subscribers import last_code
 
 from breach_notify.crypto import Keyring
 from breach_notify.settings import Settings
+from breach_notify.sms.gateways.memory import MemoryGateway
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from breach_notify.sms.gateways.memory import MemoryGateway
 from support import privacy
 from support.front import Front, csrf_of, serve, serve_process, wait_for
 from support.sender import numbers
@@ -23,6 +22,7 @@ from support.subscribers import GB_FIXED, GB_MOBILE, last_code
 from breach_notify.crypto import Keyring
 from breach_notify.numbers import parse_number
 from breach_notify.settings import Settings
+from breach_notify.sms.gateways.memory import MemoryGateway
 from breach_notify.store.db import session
 from breach_notify.subscribers import consent, events, registry
 from breach_notify.web import abuse, security

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import httpx
 import uvicorn
-from breach_notify.sms.gateways.memory import MemoryGateway
 from starlette.applications import Starlette
 
 from breach_notify import redact
 from breach_notify.settings import Settings
+from breach_notify.sms.gateways.memory import MemoryGateway
 from breach_notify.web import pages
 
 from .net import free_port
