@@ -3,8 +3,8 @@
 - naive: ``phonenumbers.parse`` + ``is_valid_number`` + E.164 + ``hmac`` per row in Python (on a
   sample of lines, single thread — what a straightforward script would do);
 - floor: DuckDB reading the same file + one SHA-256 per row + ``count(DISTINCT …)``;
-- breach-notify: ``store.ingest.ingest`` into a fresh store (normalise, HMAC, dedup, buckets),
-  on the clean dump and on a copy with a stray undecodable byte in every 1000th line.
+- breach-notify: ``breach_notify.ingest.ingest`` into a fresh store (normalise, HMAC, dedup,
+  buckets), on the clean dump and on a copy with a stray undecodable byte in every 1000th line.
 
 Rates are *marginal* rows/s between a small and a large dump (fixed start-up excluded):
 ``(N_large - N_small) / (t_large - t_small)``, each time the best of ``--repeat`` rounds that
@@ -30,12 +30,14 @@ import time
 from pathlib import Path
 
 import duckdb
-from support.synthetic import write_facebook_fast
 
 from breach_notify.crypto import Keyring
-from breach_notify.ingest import ingest
+from breach_notify.ingest import IngestOptions, ingest
 from breach_notify.numbers import InvalidNumber, parse_number
 from breach_notify.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.synthetic import write_facebook_fast
 
 
 def naive_rate(path: Path, sample: int) -> float:
@@ -108,12 +110,12 @@ def floor_seconds(path: Path, memory_limit: str) -> float:
 def sql_only_seconds(path: Path, memory_limit: str) -> float:
     """Read + row SQL + normalisation SQL alone (no HMAC, dedup or store): the ingest's own
     per-row SQL, to see how much of the gap to the floor is that SQL."""
-    from breach_notify.ingest import duckdb_reader as direct
+    from breach_notify.ingest import duckdb_reader
 
     con = duckdb.connect(config={"memory_limit": memory_limit, "preserve_insertion_order": False})
     t = time.perf_counter()
     con.sql(
-        f"SELECT count(e164), count(reason), count(raw), sum(kinds) FROM ({direct.query()})",
+        f"SELECT count(e164), count(reason), count(raw), sum(kinds) FROM ({duckdb_reader.query()})",
         params={"path": str(path)},
     ).fetchall()
     seconds = time.perf_counter() - t
@@ -137,7 +139,7 @@ def ingest_seconds(path: Path, work: Path, memory_limit: str) -> tuple[float, di
     settings.ensure_home()
     ring = Keyring.create(settings.keyring_path)
     t = time.perf_counter()
-    report = ingest(settings, ring, [path], "bench")
+    report = ingest(settings, ring, [path], IngestOptions("bench"))
     seconds = time.perf_counter() - t
     shutil.rmtree(home, ignore_errors=True)
     return seconds, report.as_dict()

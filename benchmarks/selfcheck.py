@@ -39,7 +39,7 @@ from support.synthetic import write_facebook_fast  # noqa: E402
 
 from breach_notify.crypto import Keyring  # noqa: E402
 from breach_notify.crypto.oprf import OprfClient, OprfServer  # noqa: E402
-from breach_notify.ingest import ingest, selfcheck  # noqa: E402
+from breach_notify.ingest import IngestOptions, ingest, selfcheck  # noqa: E402
 from breach_notify.settings import Settings  # noqa: E402
 
 FACEBOOK_NUMBERS = 533_000_000
@@ -100,7 +100,7 @@ def ingest_rates(rows: int, work: Path) -> tuple[float, float]:
         settings = Settings(home=work / f"home-{tagging}")
         ring = Keyring.create(settings.keyring_path)
         t = time.perf_counter()
-        ingest(settings, ring, [dump], "bench", self_check=tagging)
+        ingest(settings, ring, [dump], IngestOptions("bench", self_check=tagging))
         out.append(rows / (time.perf_counter() - t))
     return out[0], out[1]
 
@@ -118,7 +118,7 @@ def lookup_rates(rows: int, work: Path, seconds: float, clients: int) -> tuple[f
     ring = Keyring.create(settings.keyring_path)
     dump = work / "served.txt"
     write_facebook_fast(dump, rows, seed=4)
-    ingest(settings, ring, [dump], "bench", title="Benchmark", self_check=True)
+    ingest(settings, ring, [dump], IngestOptions("bench", title="Benchmark", self_check=True))
     port = _free_port()
     env = {
         **os.environ,

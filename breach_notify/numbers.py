@@ -48,15 +48,28 @@ class E164:
         return phonenumbers.number_type(self.parsed) in SMS_CAPABLE
 
 
-def parse_number(raw: str, region: str | None = None) -> E164:
-    """The reference verdict: ``phonenumbers.parse`` + ``is_valid_number`` + E.164 formatting."""
+def verdict(raw: str, region: str | None = None) -> tuple[str | None, str | None]:
+    """The reference verdict on one value: ``phonenumbers.parse`` + ``is_valid_number`` + E.164.
+
+    ``(e164, None)`` when valid, else ``(None, reason)`` with a short code (``not_valid``,
+    ``invalid_country_code``, ``not_a_number``, ``too_short``, ``too_long``, ``unparseable``).
+    Every other check of a number (the ingest's SQL, the readers, the test truth) agrees with it.
+    """
     try:
         num = phonenumbers.parse(raw, region.upper() if region else None)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidNumber(_PARSE_REASONS.get(exc.error_type, "unparseable")) from None
+        return None, _PARSE_REASONS.get(exc.error_type, "unparseable")
     if not phonenumbers.is_valid_number(num):
-        raise InvalidNumber("not_valid")
-    return E164(phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164))
+        return None, "not_valid"
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164), None
+
+
+def parse_number(raw: str, region: str | None = None) -> E164:
+    """The :func:`verdict` as a value: the valid number, or :class:`InvalidNumber`."""
+    e164, reason = verdict(raw, region)
+    if e164 is None:
+        raise InvalidNumber(reason or "not_valid")
+    return E164(e164)
 
 
 _PARSE_REASONS = {

@@ -25,6 +25,12 @@ class Settings(BaseSettings):
 
     # Ingest
     default_k: int = 50
+    #: A longer line of a dump is not read: it counts as invalid (``line_too_long``).
+    max_line_bytes: int = 1 << 20
+    #: A compressed dump (``.gz``, zip member) that decompresses to more is refused.
+    max_decompressed_bytes: int = 256 << 30
+    #: A compressed dump that decompresses to more times its size is refused (a "bomb").
+    max_compression_ratio: float = 100.0
 
     # Notices
     org_name: str = "Privacy Watch"
@@ -78,6 +84,8 @@ class Settings(BaseSettings):
     schedule_send_cron: str = "15 9-19 * * *"
     schedule_housekeeping_cron: str = "30 3 * * *"
     inbox: Path | None = None
+    #: Follow inbox folders, files and ``breach.toml`` that are symlinks to outside the inbox.
+    inbox_follow_symlinks: bool = False
     gateway: str = "dryrun://"
 
     @property

@@ -65,12 +65,6 @@ def check_breach_id(breach_id: str, where: str = "the breach id") -> None:
         )
 
 
-def check_breach(breach_id: str, title: str | None) -> None:
-    """The id and title of an ingest (``make_spec``)."""
-    check_breach_id(breach_id)
-    check_title(title)
-
-
 def check_consent_source(text: str, where: str = "--consent-source") -> None:
     """Refuse (exit 2) consent evidence that is too long, unprintable or holds a phone number."""
     if len(text) > MAX_CONSENT_SOURCE:

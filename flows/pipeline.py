@@ -15,6 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from breach_notify import redact
 from breach_notify.errors import BadInput
+from breach_notify.ingest.inbox import Plan
 from breach_notify.store import report
 from breach_notify.store.db import session
 from flows import dask_runner, tasks
@@ -43,7 +44,7 @@ def ingest_inbox(
     plans = tasks.plan_inbox(home, where)
     reports = []
     for plan in plans:
-        if not plan["files"]:
+        if not plan.files:
             continue
         if sharded:
             reports.append(_ingest_sharded(home, keyring, plan))
@@ -51,18 +52,19 @@ def ingest_inbox(
             reports.append(tasks.ingest_breach(home, keyring, plan))
     result = {
         "breaches": reports,
-        "files_ingested": sum(len(p["files"]) for p in plans),
-        "files_skipped": sum(p["files_skipped"] for p in plans),
+        "files_ingested": sum(len(p.files) for p in plans),
+        "files_skipped": sum(p.files_skipped for p in plans),
     }
     _report_if_top_level(home, {"ingest": result})
     return result
 
 
-def _ingest_sharded(home: str | None, keyring: str | None, plan: dict[str, Any]) -> dict[str, Any]:
+def _ingest_sharded(home: str | None, keyring: str | None, plan: Plan) -> dict[str, Any]:
     """Plan shards, run them on the task runner (in parallel), merge once into DuckDB."""
     shard_plan = tasks.plan_shards_task(home, keyring, plan)
     futures = [
-        tasks.process_shard_task.submit(shard_plan, index) for index in range(shard_plan["count"])
+        tasks.process_shard_task.submit(shard_plan, index)
+        for index in range(len(shard_plan.shards))
     ]
     results = [f.result() for f in futures]
     report: dict[str, Any] = tasks.merge_shards_task(home, keyring, shard_plan, results)

@@ -11,8 +11,8 @@ import dataclasses
 import functools
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -24,6 +24,8 @@ from breach_notify.crypto import Keyring
 from breach_notify.errors import BadInput, BreachNotifyError, OperationalError
 from breach_notify.ingest import inbox as inbox_mod
 from breach_notify.ingest import selfcheck
+from breach_notify.ingest.formats import Shard
+from breach_notify.ingest.options import IngestSpec
 from breach_notify.redact import redact
 from breach_notify.settings import Settings
 from breach_notify.store.db import session
@@ -84,49 +86,23 @@ def settings_for(home: str | None, keyring: str | None = None) -> Settings:
 
 @task(name="plan-inbox", **SAFE)
 @scrubbed
-def plan_inbox(home: str | None, inbox: str) -> list[dict[str, Any]]:
-    """The breaches of the inbox with their not-yet-ingested files (paths, counts)."""
-    folders = inbox_mod.read_inbox(Path(inbox))
-    plans: list[dict[str, Any]] = []
-    with session(settings_for(home)) as conn:
-        for folder in folders:
-            fresh = inbox_mod.new_files(conn, folder)
-            plans.append(
-                {
-                    "breach": folder.breach_id,
-                    "title": folder.title,
-                    "format": folder.fmt,
-                    "phone_column": folder.phone_column,
-                    "default_region": folder.default_region,
-                    "k": folder.k,
-                    "self_check": folder.self_check,
-                    "files": [str(p) for p in fresh],
-                    "files_skipped": len(folder.files) - len(fresh),
-                }
-            )
-    return plans
+def plan_inbox(home: str | None, inbox: str) -> list[inbox_mod.Plan]:
+    """The breaches of the inbox with their not-yet-ingested files (options, paths, counts)."""
+    settings = settings_for(home)
+    folders = inbox_mod.read_inbox(Path(inbox), follow_symlinks=settings.inbox_follow_symlinks)
+    with session(settings) as conn:
+        return [inbox_mod.plan(conn, folder) for folder in folders]
 
 
 @task(name="ingest-breach", **SAFE)
 @scrubbed
-def ingest_breach(home: str | None, keyring: str | None, plan: dict[str, Any]) -> dict[str, Any]:
+def ingest_breach(home: str | None, keyring: str | None, plan: inbox_mod.Plan) -> dict[str, Any]:
     """Ingest one breach's new files in one all-or-nothing call; returns the ingest counts."""
     from breach_notify.ingest import ingest
 
     settings = settings_for(home, keyring)
     ring = Keyring.load(settings.keyring_path)
-    report = ingest(
-        settings,
-        ring,
-        [Path(p) for p in plan["files"]],
-        plan["breach"],
-        title=plan["title"],
-        fmt=plan["format"],
-        phone_column=plan["phone_column"],
-        default_region=plan["default_region"],
-        k=plan["k"],
-        self_check=plan.get("self_check", False),
-    )
+    report = ingest(settings, ring, list(plan.files), plan.options)
     return _counts(report.as_dict())
 
 
@@ -134,61 +110,58 @@ def ingest_breach(home: str | None, keyring: str | None, plan: dict[str, Any]) -
 MIN_SHARD_BYTES = 16 * 1024
 
 
+@dataclass(frozen=True)
+class ShardPlan:
+    """One breach's shards for a cluster: the spec, shards (paths and byte ranges), the key id,
+    the keyring's path and a fresh Parquet directory (no personal data, no key)."""
+
+    spec: IngestSpec
+    shards: tuple[Shard, ...]
+    key_id: str
+    keyring_path: Path
+    out_dir: Path
+
+
 @task(name="plan-shards", **SAFE)
 @scrubbed
 def plan_shards_task(
-    home: str | None, keyring: str | None, plan: dict[str, Any], parallel: int = 4
-) -> dict[str, Any]:
-    """Shards of one breach's new files, sized so that ``parallel`` workers all get some.
-
-    Returns the spec, shards (paths and byte ranges), key id and a fresh Parquet directory.
-    """
-    from breach_notify.ingest import make_spec, plan_shards
+    home: str | None, keyring: str | None, plan: inbox_mod.Plan, parallel: int = 4
+) -> ShardPlan:
+    """Shards of one breach's new files, sized so that ``parallel`` workers all get some."""
+    from breach_notify.ingest import plan_shards
     from breach_notify.ingest.formats import SHARD_BYTES
 
     settings = settings_for(home, keyring)
     ring = Keyring.load(settings.keyring_path)
-    spec = make_spec(
-        settings,
-        plan["breach"],
-        title=plan["title"],
-        fmt=plan["format"],
-        phone_column=plan["phone_column"],
-        default_region=plan["default_region"],
-        k=plan["k"],
-    )
-    paths = [Path(p) for p in plan["files"]]
+    spec = IngestSpec.of(settings, plan.options)
+    paths = list(plan.files)
     total = sum(p.stat().st_size for p in paths)
     shard_bytes = max(MIN_SHARD_BYTES, min(SHARD_BYTES, -(-total // max(parallel, 1))))
-    shards = plan_shards(paths, spec.fmt, shard_bytes=shard_bytes)
+    shards = plan_shards(paths, plan.options.fmt, shard_bytes=shard_bytes)
     out_dir = Path(tempfile.mkdtemp(prefix="shards-", dir=settings.tmp_dir))
+    keyring_path = settings.keyring_path.resolve()
     with session(settings) as conn:
-        row = conn.execute("SELECT key_id FROM breaches WHERE id = ?", [spec.breach_id]).fetchone()
+        row = conn.execute(
+            "SELECT key_id FROM breaches WHERE id = ?", [plan.options.breach_id]
+        ).fetchone()
         tags = selfcheck.plan(
             conn,
             ring,
-            settings.keyring_path.resolve(),
-            spec.breach_id,
-            enabled=plan.get("self_check", False),
+            keyring_path,
+            plan.options.breach_id,
+            enabled=plan.options.self_check,
             nbytes=total,
             out_dir=out_dir,
         )
     spec = dataclasses.replace(spec, self_check=tags)  # the workers tag their own shards
     key_id = str(row[0]) if row else ring.active_id("pseudonym")
     ring.pseudonymizer(key_id)  # fails early if the breach's key is gone
-    return {
-        "spec": spec,
-        "shards": shards,
-        "count": len(shards),
-        "key_id": key_id,
-        "keyring_path": str(settings.keyring_path.resolve()),
-        "out_dir": str(out_dir),
-    }
+    return ShardPlan(spec, tuple(shards), key_id, keyring_path, out_dir)
 
 
 @task(name="process-shard", **SAFE)
 @scrubbed
-def process_shard_task(shard_plan: dict[str, Any], index: int) -> Any:
+def process_shard_task(shard_plan: ShardPlan, index: int) -> Any:
     """One shard on whichever worker runs it: normalise, pseudonymise, write Parquet.
 
     The worker loads the key from the keyring path itself; the result is counts and file paths.
@@ -196,28 +169,28 @@ def process_shard_task(shard_plan: dict[str, Any], index: int) -> Any:
     from breach_notify.ingest import process_shard
 
     return process_shard(
-        shard_plan["shards"][index],
-        Path(shard_plan["keyring_path"]),
-        shard_plan["key_id"],
-        shard_plan["spec"],
-        Path(shard_plan["out_dir"]),
+        shard_plan.shards[index],
+        shard_plan.keyring_path,
+        shard_plan.key_id,
+        shard_plan.spec,
+        shard_plan.out_dir,
     )
 
 
 @task(name="merge-shards", **SAFE)
 @scrubbed
 def merge_shards_task(
-    home: str | None, keyring: str | None, shard_plan: dict[str, Any], results: list[Any]
+    home: str | None, keyring: str | None, shard_plan: ShardPlan, results: list[Any]
 ) -> dict[str, Any]:
     """Merge every shard of a breach into DuckDB in one transaction; remove the Parquet."""
     from breach_notify.ingest import merge_shards
 
     settings = settings_for(home, keyring)
     try:
-        report = merge_shards(settings, shard_plan["spec"], results)
+        report = merge_shards(settings, shard_plan.spec, results)
     finally:
-        shutil.rmtree(shard_plan["out_dir"], ignore_errors=True)
-    report.shards = shard_plan["count"]
+        shutil.rmtree(shard_plan.out_dir, ignore_errors=True)
+    report.shards = len(shard_plan.shards)
     return _counts(report.as_dict())
 
 
@@ -316,22 +289,11 @@ def expire_pending_task(home: str | None) -> dict[str, int]:
 @task(name="retention", **SAFE)
 @scrubbed
 def retention_task(home: str | None, max_age_hours: float = 24.0) -> int:
-    """Remove leftovers of crashed runs (shard Parquet, spill files) older than the cut-off."""
-    settings = settings_for(home)
-    cutoff = time.time() - timedelta(hours=max_age_hours).total_seconds()
-    removed = 0
-    for root in (settings.tmp_dir,):
-        if not root.is_dir():
-            continue
-        for entry in root.iterdir():
-            if entry.stat().st_mtime >= cutoff:
-                continue
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    """Remove leftovers of crashed runs: empty work dirs at once, the rest after the cut-off."""
+    from breach_notify.ingest.leftovers import remove_leftovers
+
+    tmp_dir = settings_for(home).tmp_dir
+    return remove_leftovers(tmp_dir, max_age=timedelta(hours=max_age_hours))
 
 
 def _as_dict(report: Any) -> dict[str, Any]:

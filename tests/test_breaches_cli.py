@@ -206,8 +206,94 @@ def test_breach_toml_title_with_a_phone_number_is_refused(tmp_path: Path) -> Non
     (folder / "breach.toml").write_text(
         'title = "Leak +44 7911 123456"\nformat = "facebook-2021"\n'
     )
-    with pytest.raises(BadInput, match=r"breach\.toml: title") as info:
+    with pytest.raises(BadInput, match=r"breach\.toml: .*title") as info:
         read_folder(folder)
     assert "7911" not in str(info.value)
     (folder / "breach.toml").write_text('title = "Leak (GB)"\nformat = "facebook-2021"\n')
-    assert read_folder(folder).title == "Leak (GB)"
+    assert read_folder(folder).options.title == "Leak (GB)"
+
+
+def test_inbox_folder_named_with_a_phone_number_is_refused_without_quoting_it(
+    tmp_path: Path,
+) -> None:
+    from breach_notify.errors import BadInput
+    from breach_notify.ingest.inbox import read_inbox
+
+    folder = tmp_path / "inbox" / "fb-447911123456"
+    folder.mkdir(parents=True)
+    (folder / "breach.toml").write_text('title = "Leak"\nformat = "facebook-2021"\n')
+    with pytest.raises(BadInput, match="breach id") as info:
+        read_inbox(tmp_path / "inbox")
+    assert "7911" not in str(info.value)
+
+
+def test_breach_id_with_a_trailing_newline_is_exit_2(
+    cli: Callable[..., Any], home: Path, dump: tuple[Path, Truth]
+) -> None:
+    path, truth = dump
+    assert cli("keys", "init").code == 0
+    res = cli("ingest", str(path), "--breach", "fb\n", "--json")
+    assert res.code == 2 and "breach id" in res.json["error"]
+    assert cli("breaches", "list", "--json").json == {"breaches": []}
+    _no_plaintext(home, truth, cli)
+
+
+def test_corrupt_archives_are_exit_2_with_one_json_object(
+    cli: Callable[..., Any], home: Path, dump: tuple[Path, Truth], tmp_path: Path
+) -> None:
+    """A truncated .gz and a zip member with a bad CRC: exit 2 naming the file and the problem,
+    and ``--json`` still prints exactly one JSON object."""
+    import gzip
+    import json
+    import zipfile
+
+    path, truth = dump
+    data = path.read_bytes()
+    gz = tmp_path / "cut.txt.gz"
+    packed = gzip.compress(data)
+    gz.write_bytes(packed[: len(packed) // 2])
+    zp = tmp_path / "crc.zip"
+    with zipfile.ZipFile(zp, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("dump.txt", data)
+    raw = bytearray(zp.read_bytes())
+    raw[raw.index(data[:64]) + len(data) // 2] ^= 0x01
+    zp.write_bytes(bytes(raw))
+    assert cli("keys", "init").code == 0
+    for archive, problem in ((gz, "truncated"), (zp, "bad CRC-32")):
+        res = cli("ingest", str(archive), "--breach", "x", "--json")
+        assert res.code == 2, res.stderr
+        [line] = res.stdout.strip().splitlines()
+        error = json.loads(line)["error"]
+        assert archive.name in error and problem in error
+    assert cli("breaches", "list", "--json").json == {"breaches": []}
+    _no_plaintext(home, truth, cli)
+
+
+def test_k_beyond_any_table_is_exit_2_naming_the_range(
+    cli: Callable[..., Any], home: Path, dump: tuple[Path, Truth]
+) -> None:
+    """Not 'check disk space' after the whole run: exit 2 at once, with the range to use."""
+    path, truth = dump
+    assert cli("keys", "init").code == 0
+    res = cli("ingest", str(path), "--breach", "x", "--k", str(10**12), "--json")
+    assert res.code == 2, res.stderr
+    assert "from 1 to 2^31 - 1" in res.json["error"]
+    assert cli("breaches", "list", "--json").json == {"breaches": []}
+    _no_plaintext(home, truth, cli)
+
+
+def test_decompression_bomb_is_exit_2_naming_the_setting(
+    cli: Callable[..., Any], home: Path, tmp_path: Path
+) -> None:
+    import gzip
+
+    bomb = tmp_path / "bomb.txt.gz"
+    with gzip.GzipFile(bomb, "wb", compresslevel=1) as gz:
+        for _ in range(200):
+            gz.write(b"33612345678:1:Ana:::::::::\n" * 40000)
+    assert cli("keys", "init").code == 0
+    res = cli("ingest", str(bomb), "--breach", "x", "--json")
+    assert res.code == 2, res.stderr
+    assert "bomb.txt.gz" in res.json["error"]
+    assert "BREACH_NOTIFY_MAX_COMPRESSION_RATIO" in res.json["error"]
+    assert cli("breaches", "list", "--json").json == {"breaches": []}

@@ -1,40 +1,35 @@
-"""k-anonymous prefix buckets: ``merge.buckets`` (over the stored ``prefix`` column, here derived
-from the pseudonym as migration 004 does) against the original one-formula implementation."""
+"""k-anonymous prefix buckets: ``merge.buckets`` (one SQL scan of the stored ``prefix`` column,
+here derived from the pseudonym as migration 004 does, then sums in Python) against a
+brute-force oracle that applies the definition to the pseudonyms' bytes."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import duckdb
 import pytest
 
 from breach_notify.ingest.merge import buckets
 
-_OLD_BUCKET = "(('0x' || hex(pseudonym[1:4]))::UBIGINT)"
-
 
 def reference(conn: duckdb.DuckDBPyConnection, bid: str, k: int, n: int) -> tuple[int, int | None]:
-    """The implementation before the prefix-first grouping, verbatim but for its name."""
+    """The definition, by brute force: the largest L with ``n >= k * 2^L`` for which each of the
+    2^L values of the pseudonyms' first L bits is held by at least k of the breach's pseudonyms;
+    ``(L, smallest bucket)``, or ``(0, n)`` when no L qualifies (``(0, None)`` for no numbers)."""
     if n == 0:
         return 0, None
-    top = 0
-    while top < 32 and n >= k * (2 ** (top + 1)):
-        top += 1
-    if top == 0:
-        return 0, n
     rows = conn.execute(
-        f"""SELECT {_OLD_BUCKET} >> {32 - top} AS b, count(*) AS c
-            FROM breach_pseudonyms WHERE breach_id = ? GROUP BY b""",
-        [bid],
+        "SELECT pseudonym FROM breach_pseudonyms WHERE breach_id = ?", [bid]
     ).fetchall()
-    counts = {int(b): int(c) for b, c in rows}
-    for bits in range(top, 0, -1):
-        if bits < top:
-            coarser: dict[int, int] = {}
-            for b, c in counts.items():
-                coarser[b >> 1] = coarser.get(b >> 1, 0) + c
-            counts = coarser
+    firsts = [int.from_bytes(bytes(r[0])[:4], "big") for r in rows]
+    best: tuple[int, int | None] = (0, n)
+    for bits in range(1, 33):
+        if n < k * 2**bits:
+            break
+        counts = Counter(x >> (32 - bits) for x in firsts)
         if len(counts) == 2**bits and min(counts.values()) >= k:
-            return bits, min(counts.values())
-    return 0, n
+            best = (bits, min(counts.values()))
+    return best
 
 
 def _top(k: int, n: int) -> int:
@@ -82,7 +77,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("k", "rows"), CASES)
-def test_same_as_the_old_formula(conn: duckdb.DuckDBPyConnection, k: int, rows: int) -> None:
+def test_buckets_equal_the_brute_force_definition(
+    conn: duckdb.DuckDBPyConnection, k: int, rows: int
+) -> None:
     _random(conn, "b1", rows, f"s{k}-{rows}-")
     assert buckets(conn, "b1", k, rows) == reference(conn, "b1", k, rows)
 

@@ -25,7 +25,7 @@ from support.synthetic import write_facebook
 
 from breach_notify.crypto import Keyring
 from breach_notify.crypto.oprf import OprfServer
-from breach_notify.ingest import ingest, selfcheck
+from breach_notify.ingest import IngestOptions, ingest, selfcheck
 from breach_notify.settings import Settings
 from breach_notify.web import abuse
 from breach_notify.web.app import create_app
@@ -63,7 +63,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     truth = write_facebook(base / "fb.txt", 300, seed=41, regions=("GB",))
     target, selfcheck.TARGET_BUCKET = selfcheck.TARGET_BUCKET, 32
     try:
-        ingest(settings, keyring, [base / "fb.txt"], "fb", title="Facebook 2021", self_check=True)
+        ingest(
+            settings,
+            keyring,
+            [base / "fb.txt"],
+            IngestOptions("fb", title="Facebook 2021", self_check=True),
+        )
     finally:
         selfcheck.TARGET_BUCKET = target
     return Store(settings, sorted(truth.kinds))

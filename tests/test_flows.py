@@ -95,17 +95,17 @@ def test_inbox_reads_folders(tmp_path: Path) -> None:
     folders = inbox.read_inbox(tmp_path)
     assert [f.breach_id for f in folders] == ["b-1", "b-2"]
     assert [p.name for p in folders[0].files] == ["x.txt", "y.txt"]
-    assert folders[1].default_region == "AU" and folders[1].k == 7
+    assert folders[1].options.default_region == "AU" and folders[1].options.k == 7
     assert [p.name for p in folders[1].files] == ["a.csv"]
 
 
 @pytest.mark.parametrize(
     ("name", "manifest", "fix"),
     [
-        ("ok", 'title = "T"\nformat = "xls"\n', "format must be"),
+        ("ok", 'title = "T"\nformat = "xls"\n', "unknown format"),
         ("ok", 'format = "csv"\n', "needs a title"),
         ("ok", 'title = "T"\nformat = "csv"\n', "phone_column"),
-        ("ok", 'title = "T"\nformat = "facebook-2021"\nk = 1\n', "at least 2"),
+        ("ok", 'title = "T"\nformat = "facebook-2021"\nk = 0\n', "from 1 to"),
         ("ok", "title = [", "not valid TOML"),
         ("bad id!", 'title = "T"\nformat = "csv"\n', "breach id"),
     ],
@@ -114,6 +114,51 @@ def test_inbox_refuses_bad_folders(tmp_path: Path, name: str, manifest: str, fix
     _folder(tmp_path, name, manifest)
     with pytest.raises(BadInput, match=fix):
         inbox.read_inbox(tmp_path)
+
+
+def test_breach_toml_unknown_key_is_refused_by_name(tmp_path: Path) -> None:
+    """A typo (``fromat``) is not silently ignored."""
+    _folder(tmp_path, "b", 'title = "T"\nfromat = "csv"\nformat = "facebook-2021"\n')
+    with pytest.raises(BadInput, match=r"breach\.toml: unknown key 'fromat'"):
+        inbox.read_inbox(tmp_path)
+
+
+@pytest.mark.parametrize("what", ["folder", "file", "manifest"])
+def test_inbox_refuses_symlinks_to_outside_the_inbox(tmp_path: Path, what: str) -> None:
+    root, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    manifest = 'title = "T"\nformat = "facebook-2021"\n'
+    if what == "folder":
+        root.mkdir()
+        _folder(elsewhere, "b", manifest, "x.txt")
+        (root / "b").symlink_to(elsewhere / "b")
+    else:
+        folder = _folder(root, "b", manifest)
+        (elsewhere / "x.txt").write_text("x\n")
+        (elsewhere / "breach.toml").write_text(manifest)
+        if what == "file":
+            (folder / "x.txt").symlink_to(elsewhere / "x.txt")
+        else:
+            (folder / "breach.toml").unlink()
+            (folder / "breach.toml").symlink_to(elsewhere / "breach.toml")
+    with pytest.raises(BadInput, match=r"symlink to outside the inbox.*FOLLOW_SYMLINKS"):
+        inbox.read_inbox(root)
+    [folder_read] = inbox.read_inbox(root, follow_symlinks=True)
+    assert folder_read.breach_id == "b"
+
+
+def test_inbox_accepts_symlinks_that_stay_inside(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, "b", 'title = "T"\nformat = "facebook-2021"\n', "x.txt")
+    (tmp_path / ".store").mkdir()
+    (tmp_path / ".store" / "y.txt").write_text("y\n")
+    (folder / "y.txt").symlink_to(tmp_path / ".store" / "y.txt")
+    [b] = inbox.read_inbox(tmp_path)
+    assert [p.name for p in b.files] == ["x.txt", "y.txt"]
+
+
+def test_follow_symlinks_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BREACH_NOTIFY_INBOX_FOLLOW_SYMLINKS", "true")
+    assert Settings().inbox_follow_symlinks is True
 
 
 def test_inbox_needs_a_manifest(tmp_path: Path) -> None:
@@ -175,7 +220,7 @@ def test_run_refuses_bad_input_before_prefect_starts(tmp_path: Path) -> None:
     assert res.code == 2 and "not a directory" in res.json["error"]
     _folder(tmp_path / "inbox", "b1", 'title = "T"\nformat = "xls"\n')
     res = cli(home, "run", "--inbox", str(tmp_path / "inbox"), "--gateway", "dryrun://", "--json")
-    assert res.code == 2 and "format must be" in res.json["error"]
+    assert res.code == 2 and "unknown format" in res.json["error"]
     res = cli(home, "run", "--gateway", "carrier-pigeon://", "--json")
     assert res.code == 2 and "gateway URL scheme" in res.json["error"]
     assert not (home / "prefect").exists()  # nothing of Prefect was started

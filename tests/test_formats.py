@@ -17,8 +17,8 @@ from breach_notify.kinds import BIT
 
 
 def read_lines(shard: formats.Shard) -> list[str]:
-    reader = formats.facebook_reader(shard, lambda n: None, lambda: None)
-    return [line for b in reader for line in b.column("line").to_pylist()]
+    with formats.open_reader(shard, None, lambda n: None, lambda: None) as reader:
+        return [line for b in reader for line in b.column("line").to_pylist()]
 
 
 def parse(lines: list[str]) -> list[tuple[str, int, str | None]]:
@@ -163,8 +163,8 @@ def test_csv_sniffing_and_quoted_fields(tmp_path: Path, delim: str) -> None:
     shard = shard_of(f)
     layout = formats.sniff_csv(shard, formats.head(shard))
     assert layout.delimiter == delim and layout.columns == ("name", "Phone", "e-mail")
-    reader = formats.csv_reader(shard, layout, lambda n: None, lambda: None)
-    table = pa.Table.from_batches(list(reader))
+    with formats.open_reader(shard, layout, lambda n: None, lambda: None) as reader:
+        table = pa.Table.from_batches(list(reader))
     assert table.column("c0").to_pylist() == [f"Berg{delim} Ana", 'x"y']
     con = duckdb.connect()
     con.register("bn_src", table)
@@ -195,3 +195,63 @@ def test_same_content_twice_is_planned_once(tmp_path: Path) -> None:
     (tmp_path / "copy of a.txt").write_text(FULL + "\n")
     shards = formats.plan_shards([tmp_path, tmp_path / "a.txt"], "facebook-2021")
     assert [s.path.name for s in shards] == ["a.txt"]
+
+
+def _lines_within(data: bytes, limit: int) -> tuple[bytes, int, bool]:
+    """The definition: ``data`` without its lines (ending at \\n or \\r) over ``limit`` bytes
+    (their line ending too), how many there were, and whether the first was one."""
+    kept: list[bytes] = []
+    dropped, first_dropped = 0, False
+    start = 0
+    for i, b in enumerate(data + b"\n"):
+        if b in b"\r\n":
+            line = data[start:i]
+            end = data[i : i + 1]
+            if len(line) > limit:
+                dropped += 1
+                first_dropped = first_dropped or start == 0
+            else:
+                kept.append(line + end)
+            start = i + 1
+    return b"".join(kept), dropped, first_dropped
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_line_limit_drops_exactly_the_over_long_lines(seed: int) -> None:
+    import io
+    import random
+
+    rng = random.Random(seed)
+    limit = rng.choice([1, 2, 5, 16, 64])
+    parts = []
+    for _ in range(rng.randint(0, 30)):
+        parts.append(b"x" * rng.choice([0, 1, limit - 1, limit, limit + 1, 3 * limit, 200]))
+        parts.append(rng.choice([b"\n", b"\r\n", b"\r"]))
+    if rng.random() < 0.5 and parts:
+        parts.pop()  # no final line ending
+    data = b"".join(parts)
+    seen: list[bool] = []
+    stream = formats._LineLimit(io.BytesIO(data), limit, seen.append)
+    got = io.BufferedReader(stream, rng.choice([1, 3, 4096])).read()
+    want, dropped, first = _lines_within(data, limit)
+    assert got == want
+    assert len(seen) == dropped and (seen[:1] == [True]) == first
+
+
+def test_scan_bounds_the_longest_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The line bound is never below the longest line, and exact above the read block."""
+    import random
+
+    monkeypatch.setattr(formats, "_DIGEST_BLOCK", 64)
+    monkeypatch.setattr(formats, "DIGEST_CHUNK", 256)
+    rng = random.Random(5)
+    for _ in range(60):
+        lines = [b"y" * rng.choice([0, 3, 63, 64, 65, 200, 700]) for _ in range(rng.randint(1, 9))]
+        data = b"\n".join(lines) + rng.choice([b"", b"\n"])
+        f = tmp_path / "f.txt"
+        f.write_bytes(data)
+        longest = max(len(line) for line in lines)
+        bound = formats.scan(f).line_bound
+        assert bound >= longest
+        if longest > 64:
+            assert bound == longest

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from phonenumbers import PhoneMetadata, PhoneNumberFormat, PhoneNumberType
 from phonenumbers import phonenumberutil as pnu
 
-from breach_notify.ingest.normalize import phone_sql, python_verdict
+from breach_notify.ingest.normalize import phone_sql
+from breach_notify.numbers import verdict
 
 REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
 SAMPLE_REGIONS = (
@@ -74,7 +75,7 @@ def check(values: Iterable[str], region: str | None, *, plus: bool = False) -> f
         if e164 is None and reason is None:
             continue
         decided += 1
-        ref = python_verdict("+" + raw if plus else raw, region)
+        ref = verdict("+" + raw if plus else raw, region)
         assert (e164, reason) == ref, (region, "+" + raw if plus else raw)
     return decided / max(len(vals), 1)
 

@@ -12,7 +12,7 @@ from support.synthetic import Truth, write_csv, write_facebook
 
 from breach_notify.crypto import Keyring
 from breach_notify.crypto.oprf import bucket
-from breach_notify.ingest import ingest, merge, selfcheck
+from breach_notify.ingest import IngestOptions, ingest, merge, selfcheck
 from breach_notify.ingest.inbox import read_folder
 from breach_notify.settings import Settings
 from breach_notify.store.db import session
@@ -60,7 +60,7 @@ def test_self_check_ingest_stores_the_tag_and_bucket_of_every_distinct_number(
 ) -> None:
     f = tmp_path / "France.txt"
     truth = write_facebook(f, 2000, seed=4)
-    report = ingest(settings, keyring, [f], "fb", self_check=True)
+    report = ingest(settings, keyring, [f], IngestOptions("fb", self_check=True))
     key_id, bits, largest, count, kinds = state(settings, "fb") or ("", 0, 0, 0, 0)
     assert key_id == "o1" and count == truth.distinct and kinds != 0
     assert tags(settings, "fb") == expected(keyring, set(truth.kinds), bits)
@@ -86,7 +86,7 @@ def test_without_the_flag_nothing_is_tagged(
 ) -> None:
     f = tmp_path / "France.txt"
     write_facebook(f, 300, seed=2)
-    report = ingest(settings, keyring, [f], "fb")
+    report = ingest(settings, keyring, [f], IngestOptions("fb"))
     assert report.self_check is None and state(settings, "fb") is None
     assert tags(settings, "fb") == {}
 
@@ -96,11 +96,11 @@ def test_later_files_of_a_tagged_breach_are_tagged_at_its_bits_even_without_the_
 ) -> None:
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     ta, tb = write_facebook(a, 1500, seed=5), write_facebook(b, 800, seed=6)
-    ingest(settings, keyring, [a], "fb", self_check=True)
+    ingest(settings, keyring, [a], IngestOptions("fb", self_check=True))
     first = state(settings, "fb")
     assert first is not None
     keyring.rotate("oprf")  # a new active key does not change the breach's key
-    ingest(settings, keyring, [b], "fb")
+    ingest(settings, keyring, [b], IngestOptions("fb"))
     after = state(settings, "fb")
     assert after is not None and after[:2] == first[:2] == ("o1", first[1])
     numbers = set(ta.kinds) | set(tb.kinds)
@@ -114,7 +114,12 @@ def test_csv_through_the_arrow_reader_is_tagged_too(
 ) -> None:
     f = tmp_path / "list.csv"
     truth = write_csv(f, 700, region="GB", seed=8)
-    ingest(settings, keyring, [f], "csv", fmt="csv", default_region="GB", self_check=True)
+    ingest(
+        settings,
+        keyring,
+        [f],
+        IngestOptions("csv", fmt="csv", default_region="GB", self_check=True),
+    )
     bits = (state(settings, "csv") or ("", 0))[1]
     assert tags(settings, "csv") == expected(keyring, set(truth.kinds), bits)
     no_plaintext(settings, truth)
@@ -131,10 +136,10 @@ def test_a_failed_ingest_stores_no_tags(
 
     monkeypatch.setattr(merge, "_before_commit", boom)
     with pytest.raises(RuntimeError):
-        ingest(settings, keyring, [f], "fb", self_check=True)
+        ingest(settings, keyring, [f], IngestOptions("fb", self_check=True))
     assert state(settings, "fb") is None and tags(settings, "fb") == {}
     monkeypatch.undo()
-    ingest(settings, keyring, [f], "fb", self_check=True)
+    ingest(settings, keyring, [f], IngestOptions("fb", self_check=True))
     assert len(tags(settings, "fb")) == truth.distinct
     assert not list(settings.tmp_dir.rglob("*.parquet"))
 
@@ -148,7 +153,7 @@ def test_an_older_keyring_gets_its_first_oprf_key_on_first_need(
     old = Keyring.load(settings.keyring_path)
     f = tmp_path / "France.txt"
     write_facebook(f, 200, seed=3)
-    assert ingest(settings, old, [f], "fb", self_check=True).self_check is not None
+    assert ingest(settings, old, [f], IngestOptions("fb", self_check=True)).self_check is not None
     assert Keyring.load(settings.keyring_path).key_ids["oprf"] == ["o1"]
 
 
@@ -173,9 +178,9 @@ def test_breach_toml_self_check_key(tmp_path: Path) -> None:
     folder.mkdir()
     head = 'title = "X"\nformat = "facebook-2021"\n'
     (folder / "breach.toml").write_text(head + "self_check = true\n")
-    assert read_folder(folder).self_check is True
+    assert read_folder(folder).options.self_check is True
     (folder / "breach.toml").write_text(head)
-    assert read_folder(folder).self_check is False
+    assert read_folder(folder).options.self_check is False
     (folder / "breach.toml").write_text(head + "self_check = 1\n")
     with pytest.raises(Exception, match="self_check must be true or false"):
         read_folder(folder)
@@ -185,7 +190,7 @@ def test_shards_tagged_separately_merge_into_the_same_tags(
     settings: Settings, keyring: Keyring, tmp_path: Path
 ) -> None:
     """The scale-out route (Dask): each worker tags its own byte-range shards."""
-    from breach_notify.ingest import make_spec, merge_shards, plan_shards, process_shard
+    from breach_notify.ingest import IngestSpec, merge_shards, plan_shards, process_shard
     from breach_notify.store.db import session as open_store
 
     f = tmp_path / "France.txt"
@@ -204,7 +209,7 @@ def test_shards_tagged_separately_merge_into_the_same_tags(
             out_dir=out,
         )
     assert plan is not None
-    spec = dataclasses.replace(make_spec(settings, "fb"), self_check=plan)
+    spec = dataclasses.replace(IngestSpec.of(settings, IngestOptions("fb")), self_check=plan)
     kid = keyring.active_id("pseudonym")
     results = [process_shard(s, settings.keyring_path, kid, spec, out) for s in shards]
     assert sum(len(r.tag_files) for r in results) == len(shards)

@@ -27,7 +27,7 @@ from support.synthetic import Truth, write_facebook
 from breach_notify.cli.selfcheck import check
 from breach_notify.crypto import Keyring
 from breach_notify.crypto.oprf import OprfServer, bucket
-from breach_notify.ingest import ingest, selfcheck
+from breach_notify.ingest import IngestOptions, ingest, selfcheck
 from breach_notify.settings import Settings
 from breach_notify.web import selfcheck as web_selfcheck
 from breach_notify.web.app import create_app
@@ -63,12 +63,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     truth = write_facebook(dump, 1200, seed=21, regions=("GB", "FR"))
     target, selfcheck.TARGET_BUCKET = selfcheck.TARGET_BUCKET, 64
     try:
-        ingest(settings, keyring, [dump], "fb-gb", title="Facebook 2021 (GB)", self_check=True)
+        ingest(
+            settings,
+            keyring,
+            [dump],
+            IngestOptions("fb-gb", title="Facebook 2021 (GB)", self_check=True),
+        )
     finally:
         selfcheck.TARGET_BUCKET = target
     other = base / "other.txt"
     write_facebook(other, 40, seed=22, regions=("US",))
-    ingest(settings, keyring, [other], "tiny", title="A tiny leak", self_check=True)
+    ingest(settings, keyring, [other], IngestOptions("tiny", title="A tiny leak", self_check=True))
     recorder = Recorder(create_app(settings, public_url="http://hooks.test", auth_token="t"))
     with serve(recorder) as url:
         yield Site(url, settings, keyring, truth, recorder)
@@ -265,12 +270,12 @@ def test_a_breach_tagged_while_serving_is_served_after_the_reload(
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     write_facebook(a, 60, seed=31)
     tb = write_facebook(b, 60, seed=32)
-    ingest(settings, keyring, [a], "first", self_check=True)
+    ingest(settings, keyring, [a], IngestOptions("first", self_check=True))
     with serve(Starlette(routes=web_selfcheck.routes(settings))) as url:
         assert [x["id"] for x in httpx.get(f"{url}/check/config").json()["breaches"]] == ["first"]
         inside = sorted(tb.kinds)[0]
         assert not check(inside, url).found
-        ingest(settings, keyring, [b], "second", title="Second", self_check=True)
+        ingest(settings, keyring, [b], IngestOptions("second", title="Second", self_check=True))
         time.sleep(0.05)  # a new modification time
         ids = [x["id"] for x in httpx.get(f"{url}/check/config").json()["breaches"]]
         assert ids == ["first", "second"]

@@ -35,22 +35,19 @@ def ingest(
     as_json: bool = JsonOption,
 ) -> None:
     """Normalise, pseudonymise, deduplicate and bucket dump files (all-or-nothing)."""
+    from breach_notify.ingest import IngestOptions
     from breach_notify.ingest import ingest as run
 
-    st = settings(ctx)
-    report = run(
-        st,
-        keyring(ctx),
-        list(paths),
-        breach,
-        title=title,
+    options = IngestOptions(
+        breach_id=breach,
         fmt=fmt,
+        title=title,
         phone_column=phone_column,
         default_region=default_region,
         k=k,
         self_check=self_check,
-        progress=byte_bar,
     )
+    report = run(settings(ctx), keyring(ctx), list(paths), options, progress=byte_bar)
     d = report.as_dict()
     human = (
         f"{d['breach']}: {d['rows_read']} rows read, {d['rows_invalid']} invalid, "

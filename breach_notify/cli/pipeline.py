@@ -72,7 +72,8 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Check the inputs (fast, before Prefect starts), then run the ``pipeline`` flow."""
     if inbox is not None:
-        read_inbox(inbox)  # a bad folder or breach.toml fails here, before Prefect starts
+        # a bad folder or breach.toml fails here, before Prefect starts
+        read_inbox(inbox, follow_symlinks=s.inbox_follow_symlinks)
     check_url(gateway)
     orchestration.load()
     from flows import dask_runner, prefect_env

@@ -68,7 +68,7 @@ class Keyring:
                 "the keyring is malformed; restore it from backup (lost keys cannot be rebuilt)"
             ) from None
         for purpose in PURPOSES:
-            for kid, key in self._keys[purpose].items():
+            for kid, key in self._keys.get(purpose, {}).items():  # optional ones may be absent
                 if not _KEY_ID[purpose].fullmatch(kid):
                     raise KeyringError(
                         f"the keyring has a {purpose} key id that is not "

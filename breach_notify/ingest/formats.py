@@ -14,8 +14,10 @@ import hashlib
 import io
 import os
 import zipfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -58,6 +60,8 @@ class Shard:
     start: int = 0
     end: int | None = None  # None: to the end
     member: str | None = None  # zip member name
+    #: At least the length of the file's longest line (bytes, plain files only; see ``scan``).
+    line_bound: int = 0
 
     @property
     def label(self) -> str:
@@ -67,6 +71,24 @@ class Shard:
     @property
     def nbytes(self) -> int:
         return (self.end if self.end is not None else self.size) - self.start
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Bounds on what one shard may make the readers do (from the settings)."""
+
+    #: A longer line is not read: it counts as invalid (``line_too_long``).
+    max_line_bytes: int = 1 << 20
+    #: A compressed file or member that decompresses to more is refused.
+    max_decompressed_bytes: int = 256 << 30
+    #: Decompressed bytes per compressed byte beyond which a file is refused (a "bomb"); checked
+    #: as it is read, once :data:`RATIO_FLOOR` bytes are out.
+    max_compression_ratio: float = 100.0
+
+
+#: Below this many decompressed bytes the compression ratio is not checked (tiny files can be
+#: very repetitive, and cannot hurt).
+RATIO_FLOOR = 16 << 20
 
 
 def expand(paths: list[Path], exclude: Path | None = None) -> list[Path]:
@@ -95,7 +117,7 @@ def expand(paths: list[Path], exclude: Path | None = None) -> list[Path]:
 #: Content digests hash the file in chunks of this size, one chunk per task of a thread pool.
 DIGEST_CHUNK = 64 * 1024 * 1024
 _DIGEST_DOMAIN = b"breach-notify content v1\0"
-_DIGEST_BLOCK = 1 << 20  # read size within a chunk (one reused buffer per task)
+_DIGEST_BLOCK = 1 << 18  # read size within a chunk (one reused buffer per task)
 
 
 def _cpus() -> int:
@@ -105,26 +127,63 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _chunk_digest(fd: int, start: int, length: int) -> tuple[bytes, int]:
-    """SHA-256 of ``length`` bytes at ``start`` of ``fd`` and the bytes actually read (fewer at
-    EOF). ``os.preadv`` and ``hashlib`` release the GIL, so chunks hash on all cores."""
+@dataclass(frozen=True)
+class _Piece:
+    """What one chunk's pass found: its digest, bytes read, and where its newlines are (first
+    and last, absolute; -1: none) with a bound on the lines between them."""
+
+    digest: bytes
+    read: int
+    first: int
+    last: int
+    inside: int
+
+
+def _chunk_digest(fd: int, start: int, length: int) -> _Piece:
+    """SHA-256 of ``length`` bytes at ``start`` of ``fd``, and its newlines.
+
+    ``os.preadv`` and ``hashlib`` release the GIL, so chunks hash on all cores. Per block only
+    the first and last newline are looked for (a few bytes' search each): a line inside a block
+    is at most as long as the block, a line across blocks is measured exactly.
+    """
     h = hashlib.sha256()
     buf = bytearray(min(_DIGEST_BLOCK, max(length, 1)))
     view = memoryview(buf)
     done = 0
+    first = last = -1
+    inside = 0
     while done < length:
         want = min(len(buf), length - done)
         got = os.preadv(fd, [view[:want]], start + done)
         if got == 0:
             break
         h.update(view[:got])
+        lo = buf.find(b"\n", 0, got)
+        if lo >= 0:
+            hi = buf.rfind(b"\n", 0, got)
+            at = start + done
+            if first < 0:
+                first = at + lo
+            else:
+                inside = max(inside, at + lo - last - 1)
+            inside = max(inside, hi - lo - 1)
+            last = at + hi
         done += got
-    return h.digest(), done
+    return _Piece(h.digest(), done, first, last, inside)
 
 
-def content_digest(path: Path) -> str:
+@dataclass(frozen=True)
+class FileScan:
+    """A file's identity (:func:`content_digest`) and a bound on its longest line (bytes, not
+    counting the newline): no line is longer, and it is exact above the block size."""
+
+    digest: str
+    line_bound: int
+
+
+def scan(path: Path) -> FileScan:
     """The file's identity (hex): a SHA-256 tree hash of its bytes (compressed bytes for
-    .gz/.zip), stored as ``breach_files.content_sha256``.
+    .gz/.zip), stored as ``breach_files.content_sha256``, and its line bound, in one pass.
 
     The file is cut into ``DIGEST_CHUNK`` pieces hashed in parallel threads; the root is the
     SHA-256 of a domain tag, the total size and chunk size (8 bytes big-endian each) and the
@@ -147,29 +206,42 @@ def content_digest(path: Path) -> str:
             os.close(fd)
     except OSError:
         raise BadInput(f"{path}: cannot be read; check its permissions") from None
-    if sum(n for _, n in parts) != size:
+    if sum(part.read for part in parts) != size:
         raise BadInput(f"{path}: changed while being read; retry when it is complete")
     root = hashlib.sha256(_DIGEST_DOMAIN)
     root.update(size.to_bytes(8, "big") + chunk.to_bytes(8, "big"))
-    for digest, _ in parts:
-        root.update(digest)
-    return root.hexdigest()
+    bound, last = 0, -1
+    for part in parts:
+        root.update(part.digest)
+        if part.first >= 0:
+            bound = max(bound, part.first - last - 1, part.inside)
+            last = part.last
+    bound = max(bound, size - last - 1)
+    return FileScan(root.hexdigest(), bound)
+
+
+def content_digest(path: Path) -> str:
+    """The file's identity (see :func:`scan`)."""
+    return scan(path).digest
 
 
 def plan_shards(
-    paths: list[Path], fmt: str, *, shard_bytes: int = SHARD_BYTES, exclude: Path | None = None
+    paths: list[Path], fmt: str, *, shard_bytes: int | None = None, exclude: Path | None = None
 ) -> list[Shard]:
-    """Shards for ``paths``: one per file or zip member, plain facebook files split by bytes.
+    """Shards for ``paths``: one per file or zip member, plain facebook files split by bytes
+    (``shard_bytes``, default :data:`SHARD_BYTES`).
 
     ``exclude`` (the data dir) is never read when a directory is given; a file whose content
     equals an earlier one's is left out.
     """
     if fmt not in FORMATS:
         raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    shard_bytes = shard_bytes or SHARD_BYTES
     shards: list[Shard] = []
     seen: set[str] = set()
     for path in expand(paths, exclude):
-        digest = content_digest(path)
+        found = scan(path)
+        digest, bound = found.digest, found.line_bound
         if digest in seen:  # the same content twice in one call counts once
             continue
         seen.add(digest)
@@ -185,9 +257,9 @@ def plan_shards(
         elif fmt == "facebook-2021" and path.suffix.lower() != ".gz" and size > shard_bytes:
             for start in range(0, size, shard_bytes):
                 end = min(start + shard_bytes, size)
-                shards.append(Shard(len(shards), path, digest, size, start, end))
+                shards.append(Shard(len(shards), path, digest, size, start, end, None, bound))
         else:
-            shards.append(Shard(len(shards), path, digest, size))
+            shards.append(Shard(len(shards), path, digest, size, line_bound=bound))
     return shards
 
 
@@ -195,7 +267,8 @@ class _Range(io.RawIOBase):
     """Bytes ``[start, end)`` of a file, widened to whole lines; counts bytes for progress.
 
     A range owns every line that *starts* inside it: it skips the partial line at ``start``
-    (unless ``start`` is 0) and reads on past ``end`` to the end of the line that crosses it.
+    (unless ``start`` is 0) and reads on past ``end`` to the end of the line that crosses it,
+    a block at a time however long that line is.
     """
 
     def __init__(self, fh: IO[bytes], start: int, end: int | None, tick: Callable[[int], None]):
@@ -204,9 +277,10 @@ class _Range(io.RawIOBase):
         if start > 0:
             fh.seek(start - 1)
             if fh.read(1) != b"\n":
-                fh.readline()
+                while (piece := fh.readline(_BLOCK)) and not piece.endswith(b"\n"):
+                    pass
         self._pos = fh.tell()
-        self._tail = False
+        self._state = "range"  # then "finish" (the line across ``end``), then "done"
         self._pending = b""
 
     def readable(self) -> bool:
@@ -222,49 +296,189 @@ class _Range(io.RawIOBase):
         return n
 
     def _next(self, want: int) -> bytes:
-        if self._tail:
+        if self._state == "done":
             return b""
+        if self._state == "finish":
+            data = self._fh.readline(_BLOCK)
+            if not data or data.endswith(b"\n"):
+                self._state = "done"
+            return data
         if self._end is not None and self._pos + want >= self._end:
-            self._tail = True
+            self._state = "done"
             if self._pos >= self._end:  # the next line starts at or after ``end``: not ours
                 return b""
             data = self._fh.read(self._end - self._pos)
             if data and not data.endswith(b"\n"):
-                data += self._fh.readline()
+                self._state = "finish"
         else:
             data = self._fh.read(want)
         self._pos += len(data)
         return data
 
 
-class _Counting(io.RawIOBase):
-    """A pass-through reader that reports compressed bytes consumed, for progress."""
+class _LineLimit(io.RawIOBase):
+    """The stream without its lines longer than ``limit`` bytes, each reported to
+    ``on_long(is_first_line)``; a line ends at ``\\n`` or ``\\r``.
 
-    def __init__(self, fh: IO[bytes], tick: Callable[[int], None]) -> None:
-        self._fh, self._tick = fh, tick
+    Reads blocks of at most ``limit + 1`` bytes, so that a line inside one block is never too
+    long and only the line across blocks needs measuring: it is held back (at most ``limit``
+    bytes) until its end is seen, and skipped to its end once it is too long. A few searches per
+    block; memory bounded by the limit.
+    """
+
+    def __init__(self, raw: IO[bytes], limit: int, on_long: Callable[[bool], None]) -> None:
+        self._raw, self._limit, self._on_long = raw, limit, on_long
+        self._read = min(_BLOCK, limit + 1)
+        self._line = b""  # the start of the line not yet ended (at most ``limit`` bytes)
+        self._skipping = False  # inside a line already found too long
+        self._first = True  # still on the stream's first line
+        self._out = memoryview(b"")
+        self._eof = False
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+    def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
+        while not self._out and not self._eof:
+            self._out = memoryview(self._fill())
+        n = min(len(buf), len(self._out))
+        buf[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def _too_long(self) -> None:
+        self._on_long(self._first)
+        self._line = b""
+
+    def _fill(self) -> bytes:
+        block = self._raw.read(self._read)
+        if not block:
+            self._eof = True
+            rest, self._line = self._line, b""
+            return b"" if self._skipping else rest
+        lo = _first_end(block)
+        if lo < 0:  # the line goes on
+            if not self._skipping:
+                if len(self._line) + len(block) > self._limit:
+                    self._too_long()
+                    self._skipping = True
+                else:
+                    self._line += block
+            return b""
+        head = b""
+        if self._skipping:
+            self._skipping, start = False, lo + 1
+        elif len(self._line) + lo > self._limit:
+            self._too_long()
+            start = lo + 1
+        else:
+            head, start = self._line, 0
+        self._first = False
+        hi = max(block.rfind(b"\n"), block.rfind(b"\r"))
+        self._line = block[hi + 1 :]
+        return head + block[start : hi + 1]
+
+
+def _first_end(block: bytes) -> int:
+    """Where the first line ending (``\\n`` or ``\\r``) of ``block`` is, or -1."""
+    n, r = block.find(b"\n"), block.find(b"\r")
+    return n if r < 0 else r if n < 0 else min(n, r)
+
+
+class _Counting(io.RawIOBase):
+    """A pass-through reader of compressed bytes that counts them (progress, ratio cap)."""
+
+    def __init__(self, fh: IO[bytes], tick: Callable[[int], None]) -> None:
+        self._fh, self._tick = fh, tick
+        self.consumed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
 
     def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
         data = self._fh.read(len(buf))
         buf[: len(data)] = data
         self._tick(len(data))
+        self.consumed += len(data)
         return len(data)
 
 
-def open_bytes(shard: Shard, tick: Callable[[int], None] = lambda n: None) -> IO[bytes]:
-    """The shard's (decompressed) bytes as a stream."""
+class _Capped(io.RawIOBase):
+    """Decompressed bytes, refused (``BadInput``) beyond the caps of ``limits``: the total, and
+    the ratio to the compressed bytes ``consumed()`` so far."""
+
+    def __init__(
+        self,
+        inner: IO[bytes],
+        shard: Shard,
+        limits: ReadLimits,
+        consumed: Callable[[], int],
+        closing: tuple[IO[bytes], ...] = (),
+    ) -> None:
+        self._inner, self._shard, self._limits = inner, shard, limits
+        self._consumed, self._closing = consumed, closing
+        self._out = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._inner.close()
+        for f in self._closing:
+            f.close()
+        super().close()
+
+    def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
+        n = self._inner.readinto(buf)  # type: ignore[attr-defined]
+        self._out += n
+        check_decompressed(self._shard, self._limits, self._out, self._consumed())
+        return int(n)
+
+
+def check_decompressed(shard: Shard, limits: ReadLimits, out: int, consumed: int) -> None:
+    """``BadInput`` when ``out`` decompressed bytes (from ``consumed`` compressed ones) are over
+    a cap, naming the setting to raise if the file is genuine."""
+    if out > limits.max_decompressed_bytes:
+        raise BadInput(
+            f"{shard.label}: decompresses to more than {limits.max_decompressed_bytes} bytes; "
+            "if the file is genuine, raise BREACH_NOTIFY_MAX_DECOMPRESSED_BYTES"
+        )
+    if out > RATIO_FLOOR and out > limits.max_compression_ratio * max(consumed, 1):
+        raise BadInput(
+            f"{shard.label}: decompresses to over {limits.max_compression_ratio:g} times its "
+            "size (a decompression bomb?); if the file is genuine, raise "
+            "BREACH_NOTIFY_MAX_COMPRESSION_RATIO"
+        )
+
+
+def open_bytes(
+    shard: Shard, tick: Callable[[int], None] = lambda n: None, limits: ReadLimits = ReadLimits()
+) -> IO[bytes]:
+    """The shard's (decompressed) bytes as a stream; compressed data within ``limits``."""
     try:
         if shard.member is not None:
-            zf = zipfile.ZipFile(shard.path)
-            raw: IO[bytes] = zf.open(shard.member)
-            tick(shard.size // max(len(zf.infolist()), 1))
-            return raw
+            with zipfile.ZipFile(shard.path) as zf:  # the member keeps the file open until closed
+                info = zf.getinfo(shard.member)
+                packed = max(info.compress_size, 1)
+                check_decompressed(shard, limits, info.file_size, packed)  # as the header says
+                member = zf.open(info)
+                tick(shard.size // max(len(zf.infolist()), 1))
+            capped = _Capped(member, shard, limits, lambda: packed)
+            return io.BufferedReader(capped, _BLOCK)
         fh = shard.path.open("rb")
         if shard.path.suffix.lower() == ".gz":
-            gz = gzip.GzipFile(fileobj=io.BufferedReader(_Counting(fh, tick), _BLOCK))
-            return cast(IO[bytes], gz)
+            counting = _Counting(fh, tick)
+            gz = gzip.GzipFile(fileobj=io.BufferedReader(counting, 1 << 20))
+            capped = _Capped(cast(IO[bytes], gz), shard, limits, lambda: counting.consumed, (fh,))
+            return io.BufferedReader(capped, _BLOCK)
         return io.BufferedReader(_Range(fh, shard.start, shard.end, tick), _BLOCK)
     except (OSError, zipfile.BadZipFile, KeyError):
         raise BadInput(f"{shard.label}: cannot be opened; check the file") from None
@@ -272,11 +486,8 @@ def open_bytes(shard: Shard, tick: Callable[[int], None] = lambda n: None) -> IO
 
 def head(shard: Shard) -> bytes:
     """The first bytes of the shard's content (for sniffing and the binary check)."""
-    try:
-        with open_bytes(shard) as fh:
-            return fh.read(_SNIFF)
-    except (OSError, EOFError, zipfile.BadZipFile):
-        raise BadInput(f"{shard.label}: cannot be read (corrupt compressed data?)") from None
+    with read_errors(shard), open_bytes(shard) as fh:
+        return fh.read(_SNIFF)
 
 
 def check_not_binary(shard: Shard, sample: bytes) -> None:
@@ -309,17 +520,18 @@ def _skipper(on_bad: Callable[[], None]) -> Callable[[object], str]:
 
 
 def facebook_reader(
-    shard: Shard, tick: Callable[[int], None], on_bad: Callable[[], None]
+    stream: IO[bytes], on_bad: Callable[[], None], block: int = _BLOCK
 ) -> pa.RecordBatchReader:
-    """Lines of a facebook-2021 shard as a one-column (``line``) Arrow stream.
+    """Lines of a facebook-2021 stream as a one-column (``line``) Arrow stream; a line must fit
+    in ``block`` bytes.
 
     Bytes are decoded as Latin-1, so stray invalid UTF-8 in name fields cannot fail the read
     (phone fields are ASCII digits either way). Blank lines are skipped.
     """
     return _open_csv(
         pa.schema([("line", pa.string())]),
-        open_bytes(shard, tick),
-        read_options=pacsv.ReadOptions(column_names=["line"], block_size=_BLOCK, encoding="latin1"),
+        stream,
+        read_options=pacsv.ReadOptions(column_names=["line"], block_size=block, encoding="latin1"),
         parse_options=pacsv.ParseOptions(
             delimiter="\x1f",
             quote_char=False,
@@ -332,6 +544,64 @@ def facebook_reader(
             quoted_strings_can_be_null=False,
         ),
     )
+
+
+@contextmanager
+def open_reader(
+    shard: Shard,
+    layout: CsvLayout | None,
+    tick: Callable[[int], None],
+    on_bad: Callable[[], None],
+    limits: ReadLimits = ReadLimits(),
+    on_long: Callable[[bool], None] = lambda first: None,
+) -> Iterator[pa.RecordBatchReader]:
+    """The shard's rows as Arrow batches: lines (``facebook-2021``, ``layout`` None) or the
+    CSV's columns; the file is closed on exit.
+
+    Lines longer than ``limits.max_line_bytes`` are left out, each reported to
+    ``on_long(is_first_line)``.
+    """
+    limit = limits.max_line_bytes
+    raw = open_bytes(shard, tick, limits)
+    stream = io.BufferedReader(_LineLimit(raw, limit, on_long), _BLOCK)
+    block = max(_BLOCK, 2 * limit)
+    try:
+        if layout is None:
+            yield facebook_reader(stream, on_bad, block)
+        else:
+            yield csv_reader(stream, layout, on_bad, block)
+    finally:
+        stream.close()
+
+
+@contextmanager
+def read_errors(shard: Shard, fmt: str | None = None) -> Iterator[None]:
+    """Reading failures as ``BadInput`` naming the file and the problem (never the library's
+    text, which can quote data); ``fmt`` is the format the rows are read as."""
+    try:
+        yield
+    except BadInput:
+        raise
+    except EOFError:
+        problem = "the compressed data ends early (truncated file?); check the file is complete"
+    except zipfile.BadZipFile as exc:
+        crc = str(exc).startswith("Bad CRC-32")
+        problem = (
+            "corrupt zip member (bad CRC-32 checksum)" if crc else "corrupt zip member"
+        ) + "; check the archive (e.g. unzip -t)"
+    except gzip.BadGzipFile:
+        problem = "corrupt gzip data (bad header or checksum); check the file"
+    except zlib.error:
+        problem = "corrupt compressed data; check the file"
+    except (pa.ArrowException, UnicodeError):
+        problem = f"cannot be read as {fmt or 'text'} (malformed data); check the file"
+        if fmt:
+            problem += " and --format"
+    except OSError:
+        problem = "cannot be read (I/O error); check the file"
+    else:
+        return
+    raise BadInput(f"{shard.label}: {problem}") from None
 
 
 @dataclass(frozen=True)
@@ -366,15 +636,16 @@ def sniff_csv(shard: Shard, sample: bytes) -> CsvLayout:
 
 
 def csv_reader(
-    shard: Shard, layout: CsvLayout, tick: Callable[[int], None], on_bad: Callable[[], None]
+    stream: IO[bytes], layout: CsvLayout, on_bad: Callable[[], None], block: int = _BLOCK
 ) -> pa.RecordBatchReader:
-    """Rows of a CSV shard (header skipped), every column as text, columns named ``c0``, ``c1``…"""
+    """Rows of a CSV stream (header skipped), every column as text, named ``c0``, ``c1``…; a
+    row must fit in ``block`` bytes."""
     names = [f"c{i}" for i in range(len(layout.columns))]
     return _open_csv(
         pa.schema([(n, pa.string()) for n in names]),
-        open_bytes(shard, tick),
+        stream,
         read_options=pacsv.ReadOptions(
-            column_names=names, skip_rows=1, block_size=_BLOCK, encoding=layout.encoding
+            column_names=names, skip_rows=1, block_size=block, encoding=layout.encoding
         ),
         parse_options=pacsv.ParseOptions(
             delimiter=layout.delimiter,

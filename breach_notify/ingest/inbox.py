@@ -9,85 +9,129 @@
 
 The folder name is the breach id. Files already ingested into that breach are recognised by
 content hash (table ``breach_files``) and skipped. Hidden files and ``breach.toml`` are not data.
+A folder, file or ``breach.toml`` that is a symlink to outside the inbox is refused unless
+``BREACH_NOTIFY_INBOX_FOLLOW_SYMLINKS`` allows it; an unknown ``breach.toml`` key is refused.
 """
 
 from __future__ import annotations
 
-import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
 from breach_notify import text_rules
 from breach_notify.errors import BadInput
 from breach_notify.ingest.formats import content_digest
+from breach_notify.ingest.options import IngestOptions, check_breach_id
 
 MANIFEST = "breach.toml"
-FORMATS = ("facebook-2021", "csv")
-_BREACH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: The keys a ``breach.toml`` may hold.
+KEYS = ("title", "format", "phone_column", "default_region", "k", "self_check")
 
 
 @dataclass(frozen=True)
 class BreachFolder:
-    """One breach of the inbox: its id, manifest values and data files (sorted)."""
+    """One breach of the inbox: its ingest options (from ``breach.toml``) and data files."""
 
-    breach_id: str
-    title: str
-    fmt: str
+    options: IngestOptions
     files: tuple[Path, ...]
-    phone_column: str | None = None
-    default_region: str | None = None
-    k: int | None = None
-    self_check: bool = False
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def breach_id(self) -> str:
+        return self.options.breach_id
 
 
-def read_inbox(inbox: Path) -> list[BreachFolder]:
-    """Every breach folder of ``inbox``, sorted by id. Raises ``BadInput`` naming the fix."""
+@dataclass(frozen=True)
+class Plan:
+    """A breach's files not yet ingested: options, paths and a count (no personal data, so
+    Prefect tasks may carry it)."""
+
+    options: IngestOptions
+    files: tuple[Path, ...]
+    files_skipped: int = 0
+
+
+def read_inbox(inbox: Path, *, follow_symlinks: bool = False) -> list[BreachFolder]:
+    """Every breach folder of ``inbox``, sorted by id. Raises ``BadInput`` naming the fix.
+
+    ``follow_symlinks``: accept folders and files that are symlinks to outside the inbox.
+    """
     if not inbox.is_dir():
         raise BadInput(f"inbox {inbox} is not a directory; create it or pass --inbox DIR")
+    root = inbox.resolve()
     folders = []
     for sub in sorted(p for p in inbox.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if not (sub / MANIFEST).is_file():
+        _check_name(sub)
+        _inside(sub, root, follow_symlinks)
+        manifest = sub / MANIFEST
+        if not manifest.is_file():
             raise BadInput(f"{sub} has no {MANIFEST}; add one with at least title and format")
-        folders.append(read_folder(sub))
+        _inside(manifest, root, follow_symlinks)
+        folders.append(read_folder(sub, root=root, follow_symlinks=follow_symlinks))
     return folders
 
 
-def read_folder(folder: Path) -> BreachFolder:
-    """One breach folder: validates the id and ``breach.toml``."""
-    if not _BREACH_ID.match(folder.name):
+def _check_name(folder: Path) -> None:
+    """A folder name holding a phone number is refused before any message quotes it (the
+    options check it again as the breach id)."""
+    text_rules.check_breach_id(
+        folder.name, f"an inbox folder of {folder.parent} (its name is the breach id)"
+    )
+
+
+def _inside(path: Path, root: Path, follow_symlinks: bool) -> None:
+    """``BadInput`` when ``path`` resolves to outside ``root`` (through a symlink) and such
+    links are not to be followed."""
+    if not follow_symlinks and not path.resolve().is_relative_to(root):
         raise BadInput(
-            f"inbox folder {folder.name!r} is not a usable breach id; use letters, digits, "
-            "'.', '_' or '-' (at most 64)"
+            f"{path} is a symlink to outside the inbox; move what it points to into the inbox, "
+            "or set BREACH_NOTIFY_INBOX_FOLLOW_SYMLINKS=true to follow such links"
         )
+
+
+def read_folder(
+    folder: Path, *, root: Path | None = None, follow_symlinks: bool = False
+) -> BreachFolder:
+    """One breach folder: the folder name is the breach id, ``breach.toml`` the options; its
+    files must lie inside ``root`` (default: the folder's parent, the inbox) unless
+    ``follow_symlinks``."""
+    root = root if root is not None else folder.parent.resolve()
+    _check_name(folder)
     try:
-        manifest = tomllib.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        check_breach_id(folder.name)
+    except BadInput as exc:
+        raise BadInput(f"inbox folder {folder.name!r} is not a usable breach id: {exc}") from None
+    where = folder / MANIFEST
+    _inside(where, root, follow_symlinks)
+    try:
+        manifest = tomllib.loads(where.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{folder / MANIFEST} is not valid TOML ({type(exc).__name__})") from None
+        raise BadInput(f"{where} is not valid TOML ({type(exc).__name__})") from None
+    unknown = sorted(set(manifest) - set(KEYS))
+    if unknown:
+        raise BadInput(
+            f"{where}: unknown key {unknown[0]!r}; the keys are {', '.join(KEYS)} "
+            "(check its spelling)"
+        )
     title = manifest.get("title")
-    fmt = manifest.get("format")
     if not isinstance(title, str) or not title:
-        raise BadInput(f"{folder / MANIFEST} needs a title")
-    text_rules.check_title(title, f"{folder / MANIFEST}: title")
-    text_rules.check_breach_id(folder.name, f"inbox folder {folder}")
-    if fmt not in FORMATS:
-        raise BadInput(f"{folder / MANIFEST}: format must be one of {', '.join(FORMATS)}")
-    phone_column = manifest.get("phone_column")
-    if fmt == "csv" and not isinstance(phone_column, str):
-        raise BadInput(f"{folder / MANIFEST}: a csv breach needs phone_column")
-    region = manifest.get("default_region")
-    if region is not None and (not isinstance(region, str) or len(region) != 2):
-        raise BadInput(f"{folder / MANIFEST}: default_region must be a two-letter region code")
-    k = manifest.get("k")
-    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 2):
-        raise BadInput(f"{folder / MANIFEST}: k must be an integer of at least 2")
-    self_check = manifest.get("self_check", False)
-    if not isinstance(self_check, bool):
-        raise BadInput(f"{folder / MANIFEST}: self_check must be true or false")
+        raise BadInput(f"{where} needs a title")
+    if manifest.get("format") == "csv" and not isinstance(manifest.get("phone_column"), str):
+        raise BadInput(f"{where}: a csv breach needs phone_column")
+    try:
+        options = IngestOptions(
+            breach_id=folder.name,
+            fmt=manifest.get("format"),  # type: ignore[arg-type]
+            title=title,
+            phone_column=manifest.get("phone_column"),
+            default_region=manifest.get("default_region"),
+            k=manifest.get("k"),
+            self_check=manifest.get("self_check", False),
+        )
+    except BadInput as exc:
+        raise BadInput(f"{where}: {exc}") from None
     files = tuple(
         sorted(
             p
@@ -95,18 +139,15 @@ def read_folder(folder: Path) -> BreachFolder:
             if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
         )
     )
-    known = {"title", "format", "phone_column", "default_region", "k", "self_check"}
-    return BreachFolder(
-        breach_id=folder.name,
-        title=title,
-        fmt=fmt,
-        files=files,
-        phone_column=phone_column,
-        default_region=region.upper() if region else None,
-        k=k,
-        self_check=self_check,
-        extra={key: v for key, v in manifest.items() if key not in known},
-    )
+    for path in files:
+        _inside(path, root, follow_symlinks)
+    return BreachFolder(options, files)
+
+
+def plan(conn: duckdb.DuckDBPyConnection, folder: BreachFolder) -> Plan:
+    """The folder's files not yet ingested into its breach."""
+    fresh = new_files(conn, folder)
+    return Plan(folder.options, tuple(fresh), len(folder.files) - len(fresh))
 
 
 def new_files(conn: duckdb.DuckDBPyConnection, folder: BreachFolder) -> list[Path]:

@@ -5,8 +5,8 @@ it can decide with certainty: digits with ``+``, an IDD prefix or a default regi
 spaces, dots, dashes, slashes or parentheses. For those rows it yields either the E.164 string or
 an invalid reason (``invalid_country_code``, ``not_valid``). Every other row (letters, extensions,
 national prefix transform rules, odd lengths, a national number starting with the region's own
-calling code, …) yields neither, and the caller decides it with ``phonenumbers`` in Python
-(:func:`python_verdict`).
+calling code, …) yields neither, and the caller decides it with the reference verdict
+(:func:`breach_notify.numbers.verdict`).
 
 Note: the regular expressions are ``phonenumbers``' own; they compile in RE2 unchanged
 (``tests/test_normalize.py`` checks every one).
@@ -21,7 +21,6 @@ from phonenumbers import PhoneMetadata
 from phonenumbers import phonenumberutil as _pnu
 
 from breach_notify.ingest.containment import contained
-from breach_notify.numbers import InvalidNumber, parse_number
 
 #: Characters the SQL path accepts around digits (and a run of leading ``+``).
 _PUNCT = r" ().\/-"
@@ -40,14 +39,6 @@ _TYPES = (
     "fixed_line",
     "mobile",
 )
-
-
-def python_verdict(raw: str, region: str | None) -> tuple[str | None, str | None]:
-    """The reference verdict: ``(e164, None)`` when valid, else ``(None, reason)``."""
-    try:
-        return parse_number(raw, region).value, None
-    except InvalidNumber as exc:
-        return None, exc.reason
 
 
 def _q(text: str) -> str:

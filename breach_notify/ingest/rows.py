@@ -7,6 +7,7 @@ Both builders return a SELECT over ``bn_src`` with columns ``phone`` (the raw va
 
 from __future__ import annotations
 
+import functools
 import re
 
 from breach_notify.kinds import BIT, KINDS
@@ -53,7 +54,8 @@ def _filled(expr: str) -> str:
     return f"(coalesce({expr}, '') <> '')"
 
 
-def facebook_sql(*, unit_separator_is_bad: bool = False) -> str:
+@functools.cache
+def facebook_sql(*, unit_separator_is_bad: bool = False, tagged: bool = False) -> str:
     """``phone:fb_id:first:last:gender:current_city:hometown:relationship:work:date:email:birthday``.
 
     ``date`` may hold ``M/D/YYYY H:MM:SS AM`` (three tokens) and ``work`` any number of colons:
@@ -71,7 +73,9 @@ def facebook_sql(*, unit_separator_is_bad: bool = False) -> str:
 
     With ``unit_separator_is_bad`` a line holding the byte 0x1F is a ``bad_line``, as the Arrow
     reader (which splits on it) counts it; DuckDB's own reader hands such a line over whole.
+    ``tagged`` passes ``bn_src`` 's column ``f`` (the shard) through.
     """
+    f = "f, " if tagged else ""
     bad = "WHEN contains(line, chr(31)) THEN 'bad_line'" if unit_separator_is_bad else ""
     date = f"regexp_full_match(t[n - 4] || ':' || t[n - 3] || ':' || t[n - 2], '{_DATE_TOKENS}')"
     work = (
@@ -91,25 +95,32 @@ def facebook_sql(*, unit_separator_is_bad: bool = False) -> str:
     ]
     kinds = " + ".join(f"({cond})::INTEGER * {bit}" for cond, bit in bits)
     words = ", ".join(f"'{w}'" for w in HEADER_WORDS)
+    # a header names the phone field (``phone``, ``Phone Number``, ``phone-number``…), however
+    # many fields follow (a re-packed file's header can have fewer)
+    header = (
+        "regexp_full_match(phone, '[A-Za-z][A-Za-z_ -]*')"
+        f" AND regexp_replace(lower(phone), '[ -]', '_', 'g') IN ({words})"
+    )
     return f"""
-    SELECT phone,
+    SELECT {f}phone,
         CASE WHEN n < 12 THEN 0 ELSE ({kinds}) END::USMALLINT AS kinds,
         CASE {bad}
+             WHEN n >= 12 AND ascii(phone) BETWEEN 48 AND 57 THEN NULL
+             WHEN {header} THEN '_header'
              WHEN n < 12 THEN (CASE WHEN trim(line, {_WS}) = '' THEN '_blank'
                                     ELSE 'truncated_line' END)
-             WHEN phone = '' THEN 'empty'
-             WHEN ascii(phone) BETWEEN 48 AND 57 THEN NULL
-             WHEN regexp_full_match(phone, '[A-Za-z_]+') AND lower(phone) IN ({words})
-             THEN '_header' END AS pre
+             WHEN phone = '' THEN 'empty' END AS pre
     FROM (
-        SELECT line, t, n, {_trimmed("t[1]")} AS phone
-        FROM (SELECT line, string_split(line, ':') AS t, len(t) AS n FROM bn_src)
+        SELECT {f}line, t, n, {_trimmed("t[1]")} AS phone
+        FROM (SELECT {f}line, string_split(line, ':') AS t, len(t) AS n FROM bn_src)
     )
     """
 
 
-def csv_sql(columns: tuple[str, ...], phone_index: int) -> str:
-    """Columns ``c0``… of a CSV; ``phone_index`` is the phone column."""
+@functools.cache
+def csv_sql(columns: tuple[str, ...], phone_index: int, *, tagged: bool = False) -> str:
+    """Columns ``c0``… of a CSV; ``phone_index`` is the phone column; ``tagged`` passes
+    ``bn_src`` 's column ``f`` (the shard) through."""
     parts = []
     for i, name in enumerate(columns):
         if i != phone_index:
@@ -117,8 +128,9 @@ def csv_sql(columns: tuple[str, ...], phone_index: int) -> str:
                 f"(CASE WHEN {_filled(f'c{i}')} THEN {BIT[kind_of_column(name)]} ELSE 0 END)"
             )
     kinds = " | ".join(parts) or "0"
+    f = "f, " if tagged else ""
     return f"""
-    SELECT phone, ({kinds})::USMALLINT AS kinds,
+    SELECT {f}phone, ({kinds})::USMALLINT AS kinds,
         CASE WHEN phone = '' THEN 'empty' END AS pre
     FROM (SELECT *, {_trimmed(f"c{phone_index}")} AS phone FROM bn_src)
     """

@@ -18,7 +18,7 @@ import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from breach_notify.kinds import BIT, KINDS
-from breach_notify.numbers import InvalidNumber, parse_number
+from breach_notify.numbers import verdict
 
 __all__ = [
     "BIT",
@@ -43,25 +43,22 @@ _WORK = ("ACME", "Foo Corp: Paris office", "Self-employed", "Bar Ltd: R&D: lab")
 
 
 def reference_facebook(field: str) -> tuple[str | None, str]:
-    """The verdict for a ``facebook-2021`` phone field: ``parse('+' + field)``."""
+    """The truth for a ``facebook-2021`` phone field: ``empty``, or the reference verdict
+    (:func:`breach_notify.numbers.verdict`) on ``'+' + field``."""
     field = field.strip(" \t")
     if not field:
         return None, "empty"
-    try:
-        return parse_number("+" + field, None).value, ""
-    except InvalidNumber as exc:
-        return None, exc.reason
+    e164, reason = verdict("+" + field, None)
+    return e164, reason or ""
 
 
 def reference_csv(value: str, region: str | None) -> tuple[str | None, str]:
-    """The verdict for a CSV phone cell: ``parse(value, region)``."""
+    """The truth for a CSV phone cell: ``empty``, or the reference verdict on the value."""
     value = value.strip(" \t")
     if not value:
         return None, "empty"
-    try:
-        return parse_number(value, region).value, ""
-    except InvalidNumber as exc:
-        return None, exc.reason
+    e164, reason = verdict(value, region)
+    return e164, reason or ""
 
 
 @dataclass
