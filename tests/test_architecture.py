@@ -59,9 +59,6 @@ KNOWN_VIOLATIONS: dict[str, str] = {
     "breach_notify.store.report -> breach_notify.ingest": (
         "breach_summary is a read model of the store; move it to store/ (ingest)"
     ),
-    "breach_notify.ingest.duckdb_reader -> breach_notify.ingest.arrow_reader._connect": (
-        "a private name of another module; make it public or move it (ingest)"
-    ),
 }
 
 
