@@ -36,9 +36,7 @@ from breach_notify.ingest.arrow_reader import process_shard
 from breach_notify.ingest.formats import FORMATS, Shard, plan_shards
 from breach_notify.ingest.merge import (
     IngestReport,
-    breach_summary,
     check_formats,
-    list_breaches,
     merge_into,
     merge_shards,
 )
@@ -47,6 +45,7 @@ from breach_notify.ingest.sinks import AccSink
 from breach_notify.ingest.tally import ShardResult
 from breach_notify.kinds import KINDS
 from breach_notify.settings import Settings
+from breach_notify.store.breaches import breach_summary, list_breaches
 from breach_notify.store.db import connect
 
 __all__ = [

@@ -63,7 +63,7 @@ def summarize(
 def _exposed(conn: duckdb.DuckDBPyConnection, breach_id: str, k: int) -> dict[str, int | None]:
     """Kinds of field exposed → count; kinds seen fewer than k times → None (shown ``<k``)."""
     try:
-        from breach_notify.ingest import breach_summary
+        from breach_notify.store.breaches import breach_summary
     except ImportError:
         return {}
     summary = breach_summary(conn, breach_id)
