@@ -165,9 +165,8 @@ class _Store:
         if self._conn is None:
             self._conn = db.connect(self.settings)
             self.opened_at = time.monotonic()
-            applier.drain(
-                self._conn, self.settings.journal_path
-            )  # the web's STOPs bind what follows
+            # The web's journal first: a STOP accepted meanwhile binds what follows.
+            applier.drain(self._conn, self.settings.journal_path)
         return self._conn
 
     def held_for(self) -> float:
