@@ -200,3 +200,25 @@ def test_status_shows_the_backlog_and_alarms_when_it_is_stuck(
     assert "Web events: 2 pending" in human.stdout and "alarm:" in human.stderr
     outputs = [r.stdout + r.stderr for r in (calm, stuck, human)]
     assert scan([settings.home], [GB_MOBILE], texts=outputs) == []
+
+
+def test_pruning_forgets_old_callbacks_but_never_an_inbound_id(
+    settings: Settings, keyring: Keyring
+) -> None:
+    append(
+        settings,
+        journal.inbound_entry("SMin", "opt_out", pseudonyms(keyring, GB_MOBILE)),
+        journal.status_entry("SMst", "delivered", None, {}),
+    )
+    with db.session(settings) as conn:
+        assert applier.drain(conn).applied == 2
+        applier.prune(conn, settings.journal_path, retention_seconds=0)
+        kept = conn.execute("SELECT event_id FROM applied_events").fetchall()
+    assert kept == [("in:SMin",)]  # a replayed START must never apply again
+    with journal.reader(settings.journal_path) as jr:
+        assert jr is not None and jr.pending(10) == []
+        assert jr.conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+    append(settings, journal.inbound_entry("SMin", "opt_out", pseudonyms(keyring, GB_MOBILE)))
+    with db.session(settings) as conn:
+        report = applier.drain(conn)
+    assert (report.applied, report.skipped) == (0, 1)  # the store still knows it

@@ -112,7 +112,9 @@ def apply_batch(conn: duckdb.DuckDBPyConnection, entries: list[Stored]) -> tuple
     transaction; returns (applied, changed).
 
     Delivery statuses go in one statement for the batch (``outbox.record_deliveries``: the
-    furthest status wins, whatever the order); consent changes one by one in journal order.
+    furthest status wins, whatever the order). Consent: the subscribers whose only messages in
+    the batch are STOPs in bulk (``consent.apply_opt_outs``), everyone else's messages one by one
+    in journal order; each decision only if no later one was made (``consent.superseded``).
     """
     ids = [e.event_id for e in entries]
     done = {
@@ -134,8 +136,6 @@ def apply_batch(conn: duckdb.DuckDBPyConnection, entries: list[Stored]) -> tuple
             strict=True,
         )
     )
-    # A subscriber whose only messages in this batch are opt-outs (a STOP wave) goes in bulk;
-    # anyone else's messages are applied one by one, in journal order.
     intents: dict[str, set[str]] = {}
     for e in messages:
         sub = senders[e.seq]

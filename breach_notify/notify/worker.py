@@ -4,14 +4,16 @@ the store, holding it briefly (other processes — the sender, an ingest — com
 Woken by the journal's writer after each commit, it waits ``GATHER`` seconds so that one opening
 of the store applies many events (and at least ``INTERVAL`` since the last: opening the store
 costs CPU the requests need), tries the store for ``LOCK_WAIT`` seconds, drains for at most
-``HOLD`` seconds, and closes it. A busy store (an ingest) means a backoff up to ``MAX_BACKOFF``;
-the journal keeps everything meanwhile. Hourly, applied entries older than the retention are
-pruned from the journal and the store.
+``HOLD`` seconds, and closes it; at a lower CPU priority (``NICE``) than the requests. A busy
+store (an ingest) means a backoff up to ``MAX_BACKOFF``; the journal keeps everything meanwhile.
+Hourly, applied entries older than the retention are pruned from the journal and the store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 
@@ -29,6 +31,7 @@ LOCK_WAIT = 0.2
 HOLD = 0.5
 MAX_BACKOFF = 2.0
 PRUNE_EVERY = 3600.0
+NICE = 10  # this thread's CPU priority: below the requests'
 
 
 class Worker:
@@ -63,6 +66,10 @@ class Worker:
             self._drain_once(final_seconds, lock_wait=min(final_seconds, 2.0))
 
     def _run(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            # Linux nices threads one by one; the store's own threads, started from this one,
+            # inherit it. Requests come first, applying after.
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
         backoff = LOCK_WAIT
         self._wake.set()  # entries left by an earlier run are applied at start
         while not self._stop.is_set():

@@ -146,7 +146,8 @@ def create_app(
         if not _GATEWAY_ID.fullmatch(message_id) or status not in outbox.PROVIDER_STATES:
             log.info("status callback ignored: unknown status or message id")
             return Response(status_code=204)
-        code = (params.get("ErrorCode") or "").strip()[:16] or None
+        raw_code = (params.get("ErrorCode") or "").strip()
+        code = raw_code if raw_code.isdigit() and len(raw_code) <= 8 else None  # digits only
         recipient = keys.recipient_pseudonyms(params.get("To", ""))
         failed = await keep(journal.status_entry(message_id, status, code, recipient))
         if failed is not None:
