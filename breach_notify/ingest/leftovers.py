@@ -1,7 +1,8 @@
 """Debris of crashed runs in the data dir's temp directory (``HOME/tmp``), and its removal.
 
-A kill -9 can leave there an empty work directory (``ingest-*``, made by older versions of the
-ingest, or ``shards-*``, the distributed runner's Parquet directory) and DuckDB spill files.
+A kill -9 can leave there a work directory (``ingest-*``, where the ingest stages the
+self-check's tags, or ``shards-*``, the distributed runner's Parquet directory) and DuckDB spill
+files.
 Housekeeping (a plain function, which the Prefect ``housekeeping`` flow calls) removes them.
 """
 
