@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/send.py
 	$(BIN)/python benchmarks/web.py
 	$(BIN)/python benchmarks/webhooks.py
+	$(BIN)/python benchmarks/selfcheck.py
 
 clean:
 	rm -rf $(VENV) .breach-notify .pytest_cache .mypy_cache .ruff_cache
