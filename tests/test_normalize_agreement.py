@@ -26,7 +26,7 @@ import pytest
 import test_normalize as ingest_examples
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from breach_notify.ingest.normalize import python_verdict
+from breach_notify.numbers import verdict as python_verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = shutil.which("node")
