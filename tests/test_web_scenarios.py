@@ -20,7 +20,6 @@ import httpx
 import pytest
 from support import privacy
 from support.events import wait_applied
-from support.flows import Run
 from support.sender import add_breach, numbers
 from support.subscribers import add_notice
 from support.web import Web, message_sid
@@ -203,7 +202,7 @@ def test_nothing_is_lost_while_the_store_is_idle(
 
 
 def test_nothing_is_lost_during_a_send_of_2000_notices(
-    settings: Settings, keyring: Keyring, web: Web, cli: Callable[..., Run]
+    settings: Settings, keyring: Keyring, web: Web
 ) -> None:
     world = seed_world(settings, keyring, stoppers=2100, notices=300)
     with db.session(settings) as conn:
