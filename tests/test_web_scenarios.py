@@ -130,10 +130,13 @@ def fire(
     local = threading.local()
     done = [0]
     lock = threading.Lock()
+    clients: list[httpx.Client] = []
 
     def one(req: Request) -> Outcome:
         if not hasattr(local, "client"):
             local.client = httpx.Client(timeout=30)
+            with lock:
+                clients.append(local.client)
         started = time.monotonic()
         try:
             r = web.post(local.client, req.path, req.params)
@@ -148,7 +151,10 @@ def fire(
         return out
 
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        return list(pool.map(one, requests))
+        outcomes = list(pool.map(one, requests))
+    for client in clients:
+        client.close()
+    return outcomes
 
 
 def check(settings: Settings, world: World, outcomes: list[Outcome], *, all_acked: bool) -> None:
