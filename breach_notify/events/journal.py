@@ -5,7 +5,7 @@ SQLite in WAL mode at ``HOME/journal/events.sqlite3`` (0600, in a 0700 folder), 
 :class:`Writer` thread, which commits every request that arrived meanwhile in one transaction
 (group commit) and then wakes each of them. A failed commit is rolled back whole, so a request
 answered 503 left nothing behind; ``journal_max_bytes`` bounds the file (a full journal fails
-like a full disk).
+like a full disk, once the entries already applied have been dropped to make room).
 
 Entries hold gateway ids, keyed pseudonyms (one per pseudonym key version) and words (an intent,
 a status): never a number or a message text. ``event_id`` is unique, so a replayed request is
@@ -243,22 +243,39 @@ class Writer:
             rows.append((p.entry.event_id, p.entry.kind, self._last_us, payload))
         return rows
 
+    def _insert(self, rows: list[tuple[str, str, int, str]]) -> None:
+        conn = self._open()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT OR IGNORE INTO events (event_id, kind, accepted_us, payload)"
+                " VALUES (?, ?, ?, ?)",
+                rows,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    def _make_room(self) -> bool:
+        """Full: forget every applied entry now (the store keeps what a replay needs)."""
+        try:
+            cur = self._open().execute("DELETE FROM events WHERE applied_us IS NOT NULL")
+        except (sqlite3.Error, OSError):
+            return False
+        return cur.rowcount > 0
+
     def _commit(self, batch: list[_Pending]) -> None:
         failure: JournalUnavailable | None = None
+        rows = self._rows(batch)
         try:
-            conn = self._open()
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO events (event_id, kind, accepted_us, payload)"
-                    " VALUES (?, ?, ?, ?)",
-                    self._rows(batch),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
+                self._insert(rows)
+            except sqlite3.OperationalError as exc:
+                if "full" not in str(exc).lower() or not self._make_room():
+                    raise
+                self._insert(rows)  # once more, in the room the applied entries left
         except (sqlite3.Error, OSError) as exc:
             self._drop()  # reopened for the next batch: the disk may have room again
             log.error(

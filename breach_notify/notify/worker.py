@@ -42,7 +42,7 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="journal-applier", daemon=True)
-        self._pruned_at = 0.0
+        self._pruned_at = time.monotonic()  # the first pruning an hour in: none at start
         self._last_run = 0.0
         self.busy_retries = 0  # times the store was held by someone else
 
