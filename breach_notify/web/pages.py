@@ -264,18 +264,13 @@ class Front:
         values: dict[str, str] | None = None,
     ) -> Response:
         values = values or {}
-        country = values.get("country")
-        if country is None:
-            country = i18n.default_country(request.headers.get("accept-language"), self.allowed)
-        return self.render(
+        return self._number_form(
             request,
             "signup.html",
             lang,
-            status=status,
-            errors=errors or {},
-            countries=i18n.countries(lang, self.allowed),
-            country=country,
-            number=values.get("number", ""),
+            status,
+            errors,
+            values,
             sms_language=values.get("language") or lang,
             languages=i18n.language_names(),
             consent_text=i18n.consent_text(lang, self.settings.org_name),
@@ -291,19 +286,33 @@ class Front:
         errors: dict[str, str] | None = None,
         values: dict[str, str] | None = None,
     ) -> Response:
-        values = values or {}
+        return self._number_form(request, "stop.html", lang, status, errors, values or {})
+
+    def _number_form(
+        self,
+        request: Request,
+        template: str,
+        lang: str,
+        status: int,
+        errors: dict[str, str] | None,
+        values: dict[str, str],
+        **extra: Any,
+    ) -> Response:
+        """A form asking for a number: country (from ``Accept-Language``, never the IP) and
+        number, with what the person typed kept."""
         country = values.get("country")
         if country is None:
             country = i18n.default_country(request.headers.get("accept-language"), self.allowed)
         return self.render(
             request,
-            "stop.html",
+            template,
             lang,
             status=status,
             errors=errors or {},
             countries=i18n.countries(lang, self.allowed),
             country=country,
             number=values.get("number", ""),
+            **extra,
         )
 
     def notice(self, request: Request, lang: str, kind: str, status: int, **extra: Any) -> Response:
