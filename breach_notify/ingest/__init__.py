@@ -21,8 +21,8 @@ runner (Dask) calls the three runner-independent steps itself:
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -96,7 +96,9 @@ def ingest(
     spec = IngestSpec.of(settings, options)
     shards = plan_shards([Path(p) for p in paths], options.fmt, exclude=settings.home)
     conn = connect(settings)
-    out_dir = Path(tempfile.mkdtemp(prefix="ingest-", dir=settings.tmp_dir))
+    # Made only when the ingest tags for the self-check (selfcheck.plan creates it), so an
+    # ingest without tags leaves nothing in tmp/ even when killed.
+    out_dir = settings.tmp_dir / f"ingest-{secrets.token_hex(6)}"
     try:
         bid = options.breach_id
         row = conn.execute("SELECT key_id FROM breaches WHERE id = ?", [bid]).fetchone()
