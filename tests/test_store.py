@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -56,16 +58,6 @@ def test_transaction_rolls_back_on_error(settings: Settings) -> None:
         assert conn.execute("SELECT count(*) FROM breaches").fetchone() == (0,)
 
 
-def test_transaction_detection_sees_an_open_transaction(settings: Settings) -> None:
-    """``transaction`` joins an open one by this DuckDB behaviour; fail loudly if it changes."""
-    with session(settings) as conn:
-        assert not in_transaction(conn)
-        conn.execute("BEGIN TRANSACTION")
-        assert in_transaction(conn)
-        conn.execute("COMMIT")
-        assert not in_transaction(conn)
-
-
 def test_transaction_inside_a_transaction_joins_it(settings: Settings) -> None:
     insert = "INSERT INTO breaches (id, title, format, key_id, k) VALUES (?, 't', 'csv', 'p1', 50)"
     with session(settings) as conn:
@@ -80,6 +72,18 @@ def test_transaction_inside_a_transaction_joins_it(settings: Settings) -> None:
             conn.execute(insert, ["both"])
         assert not in_transaction(conn)
         assert conn.execute("SELECT id FROM breaches").fetchall() == [("both",)]
+
+
+def test_only_the_store_begins_commits_or_rolls_back() -> None:
+    """One transaction helper: no other module handles transactions by hand."""
+    statement = re.compile(r"[\"'](BEGIN|COMMIT|ROLLBACK)\b", re.IGNORECASE)
+    root = Path(db.__file__).parents[1]
+    by_hand = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if p != Path(db.__file__) and statement.search(p.read_text(encoding="utf-8"))
+    )
+    assert by_hand == []
 
 
 def test_transaction_rolls_back_after_a_failed_statement(settings: Settings) -> None:
