@@ -33,7 +33,7 @@ def test_bundled_sample_is_what_the_generator_writes(tmp_path: Path) -> None:
 def test_demo_completes_and_leaves_no_number(tmp_path: Path) -> None:
     truth = write_sample(tmp_path / "truth")
     home = tmp_path / "home"
-    res = cli(home, "demo", timeout=180)
+    res = cli(home, "demo", timeout=300)
     assert res.code == 0, res.stderr[-3000:]
     # Its time is measured, not asserted: ~30-55 s here on a quiet machine, 108-170 s while other
     # work loads the 2 cores. The subprocess timeout above is the hang guard.
