@@ -122,43 +122,31 @@ def mark_opted_out(
     _close_with_code(conn, "suppressed", ids, codes)
 
 
-def mark_in_doubt(conn: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> int:
-    """``sending`` → ``in_doubt``: the request may have gone and the gateway cannot tell."""
+def _move(conn: duckdb.DuckDBPyConnection, ids: Sequence[str], old: str, new: str) -> int:
+    """``old`` → ``new`` for the notices ``ids`` still in ``old``; how many changed."""
     if not ids:
         return 0
     return _changed(
         conn.execute(
-            f"UPDATE notices SET state = 'in_doubt', updated_at = now()"
-            f" WHERE {_IDS} AND state = 'sending'",
-            {"ids": list(ids)},
+            f"UPDATE notices SET state = $new, updated_at = now() WHERE {_IDS} AND state = $old",
+            {"ids": list(ids), "old": old, "new": new},
         )
     )
+
+
+def mark_in_doubt(conn: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> int:
+    """``sending`` → ``in_doubt``: the request may have gone and the gateway cannot tell."""
+    return _move(conn, ids, "sending", "in_doubt")
 
 
 def release(conn: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> int:
     """``sending`` → ``pending``: surely not sent (not reached, or the gateway has no record)."""
-    if not ids:
-        return 0
-    return _changed(
-        conn.execute(
-            f"UPDATE notices SET state = 'pending', updated_at = now()"
-            f" WHERE {_IDS} AND state = 'sending'",
-            {"ids": list(ids)},
-        )
-    )
+    return _move(conn, ids, "sending", "pending")
 
 
 def suppress(conn: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> int:
     """``pending`` → ``suppressed`` (the subscriber is no longer active); how many changed."""
-    if not ids:
-        return 0
-    return _changed(
-        conn.execute(
-            f"UPDATE notices SET state = 'suppressed', updated_at = now()"
-            f" WHERE {_IDS} AND state = 'pending'",
-            {"ids": list(ids)},
-        )
-    )
+    return _move(conn, ids, "pending", "suppressed")
 
 
 def settle(
@@ -188,15 +176,7 @@ def release_in_doubt(conn: duckdb.DuckDBPyConnection) -> int:
 
 def mark_undecryptable(conn: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> int:
     """``pending`` → ``undecryptable``: the subscriber's number did not open; how many changed."""
-    if not ids:
-        return 0
-    return _changed(
-        conn.execute(
-            f"UPDATE notices SET state = 'undecryptable', updated_at = now()"
-            f" WHERE {_IDS} AND state = 'pending'",
-            {"ids": list(ids)},
-        )
-    )
+    return _move(conn, ids, "pending", "undecryptable")
 
 
 def retry_undecryptable(conn: duckdb.DuckDBPyConnection, keyring: Keyring) -> int:
