@@ -53,8 +53,13 @@ class Settings(BaseSettings):
     self_check_limit_per_client: str = "20/hour;60/day"
     self_check_limit_per_bucket: str = "30/hour;200/day"
     self_check_limit_global: str = "2000/hour;20000/day"
-    # Inbound words that make an unknown number pending (comma-separated; START always does).
+    # Inbound words that make an unknown number pending (comma-separated; START always does),
+    # answered in English, and the same in French.
     join_keywords: str = "JOIN"
+    join_keywords_fr: str = "INSCRIRE"
+    # With a twilio:// gateway: ask Twilio Lookup (line type intelligence, a paid query) after
+    # answering a sign-up or a JOIN, and send nothing to a number that is not a mobile.
+    lookup_line_type: bool = False
 
     # The sign-up pages (breach_notify.web.pages): who runs the service, which countries may
     # sign up (ISO codes, comma-separated; empty: every country), the proof of work and limits

@@ -8,7 +8,10 @@ answered 503 left nothing behind; ``journal_max_bytes`` bounds the file (a full 
 like a full disk, once the entries already applied have been dropped to make room).
 
 Entries hold gateway ids, keyed pseudonyms (one per pseudonym key version) and words (an intent,
-a status): never a number or a message text. ``event_id`` is unique, so a replayed request is
+a status): never a plaintext number or a message text. One kind of entry also carries a number
+*sealed*: a JOIN (or START), whose sender may be unknown to the store, holds it as AES-256-GCM
+under the keyring's active seal key with the MessageSid as associated data (DESIGN §9), the way
+the store seals subscriber numbers. ``event_id`` is unique, so a replayed request is
 acknowledged and changes nothing. ``accepted_us`` (microseconds since the epoch) strictly grows
 with ``seq``: the order in which requests were accepted.
 
@@ -19,6 +22,7 @@ entries, marking them applied, pruning old applied ones.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 
 INBOUND = "inbound"
 STATUS = "status"
+LOOKUP = "lookup"
 BUSY_MS = 5000
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -68,9 +73,42 @@ class Entry:
     payload: dict[str, Any]
 
 
-def inbound_entry(message_id: str, intent: str, pseudonyms: dict[str, str]) -> Entry:
-    """An inbound message that changes consent: its id, the intent, the sender's pseudonyms."""
-    return Entry(f"in:{message_id}", INBOUND, {"intent": intent, "p": pseudonyms})
+def inbound_entry(
+    message_id: str,
+    intent: str,
+    pseudonyms: dict[str, str],
+    *,
+    sealed: tuple[str, bytes] | None = None,
+    language: str | None = None,
+    lookup: bool = False,
+) -> Entry:
+    """An inbound message that changes consent: its id, the intent, the sender's pseudonyms.
+
+    A JOIN also carries ``sealed`` (seal key id, blob sealed with ``message_id`` as associated
+    data), the ``language`` of its keyword, and ``lookup`` when a line-type verdict
+    (:func:`lookup_entry`) is to come.
+    """
+    payload: dict[str, Any] = {"intent": intent, "p": pseudonyms}
+    if sealed is not None:
+        payload["n"] = {"k": sealed[0], "c": base64.b64encode(sealed[1]).decode()}
+    if language is not None:
+        payload["lang"] = language
+    if lookup:
+        payload["lookup"] = True
+    return Entry(inbound_id(message_id), INBOUND, payload)
+
+
+def inbound_id(message_id: str) -> str:
+    return f"in:{message_id}"
+
+
+def lookup_entry(message_id: str, mobile: bool) -> Entry:
+    """The line-type verdict on the sender of the JOIN ``message_id`` (no number in it)."""
+    return Entry(lookup_id(message_id), LOOKUP, {"of": inbound_id(message_id), "mobile": mobile})
+
+
+def lookup_id(message_id: str) -> str:
+    return f"lk:{message_id}"
 
 
 def status_entry(
@@ -331,6 +369,21 @@ class Reader:
             Stored(int(s), str(e), str(k), to_datetime(int(a)), json.loads(p))
             for s, e, k, a, p in rows
         ]
+
+    def find(self, event_ids: list[str]) -> dict[str, Stored]:
+        """The entries with these ids, applied or not (until pruned)."""
+        if not event_ids:
+            return {}
+        marks = ",".join("?" * len(event_ids))
+        rows = self.conn.execute(
+            "SELECT seq, event_id, kind, accepted_us, payload FROM events"
+            f" WHERE event_id IN ({marks})",
+            event_ids,
+        ).fetchall()
+        return {
+            str(e): Stored(int(s), str(e), str(k), to_datetime(int(a)), json.loads(p))
+            for s, e, k, a, p in rows
+        }
 
     def mark_applied(self, seqs: list[int]) -> None:
         if not seqs:

@@ -73,7 +73,8 @@ def match(
     key id (``subscribers.pseudonyms.sync``, which opens sealed numbers only for subscribers that
     lack one); without it, match relies on them being current.
     """
-    applier.drain(conn)  # the web's journal first: its opt-outs and confirmations count
+    # The web's journal first: its opt-outs, confirmations and JOINs count.
+    applier.drain(conn, keyring=keyring)
     if breach_id is not None:
         known = conn.execute("SELECT count(*) FROM breaches WHERE id = ?", [breach_id]).fetchone()
         if not known or not known[0]:

@@ -232,7 +232,10 @@ class _Run:
         self.templates = TemplateConfig.from_settings(settings)
         # Every opening applies the web's journal first: its STOPs bind what follows.
         self.store = db.LazyConnection(
-            settings, on_open=lambda conn: applier.drain(conn, settings.journal_path)
+            settings,
+            on_open=lambda conn: applier.drain(
+                conn, settings.journal_path, keyring=keyring, settings=settings
+            ),
         )
         self.report = SendReport()
         self.handed = 0  # notices handed to the gateway in this run

@@ -106,7 +106,7 @@ class Worker:
         try:
             with session(settings) as conn:
                 conn.execute("SET threads = 1")  # leave the other cores to the requests
-                report = applier.drain(conn, self.path, max_seconds=hold)
+                report = applier.drain(conn, self.path, settings=self.settings, max_seconds=hold)
                 if time.monotonic() - self._pruned_at >= PRUNE_EVERY and not report.more:
                     self._pruned_at = time.monotonic()
                     applier.prune(conn, self.path, self.settings.journal_retention_hours * 3600)

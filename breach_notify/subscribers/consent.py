@@ -38,6 +38,11 @@ def superseded(conn: duckdb.DuckDBPyConnection, subscriber_id: str, at: datetime
     return row is not None and row[0] > at
 
 
+def decided(conn: duckdb.DuckDBPyConnection, subscriber_id: str, at: datetime) -> None:
+    """Advance the consent clock for a decision recorded elsewhere (a JOIN by SMS)."""
+    _decided(conn, subscriber_id, at)
+
+
 def _decided(conn: duckdb.DuckDBPyConnection, subscriber_id: str, at: datetime) -> None:
     conn.execute(
         "INSERT INTO consent_clock (subscriber_id, decided_at) VALUES (?, ?)"

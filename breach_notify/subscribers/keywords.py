@@ -30,6 +30,7 @@ OPT_IN = frozenset({"START", "UNSTOP"})
 CONFIRM = frozenset({"YES", "OUI"})
 HELP = frozenset({"HELP", "INFO", "AIDE"})
 JOIN = frozenset({"JOIN"})
+FRENCH = frozenset({"ARRET", "OUI", "AIDE"})  # the French twins, answered in French
 
 # Words that revoke consent wherever they stand in a message, and phrases that do.
 _REVOKING_WORDS = frozenset(
@@ -51,14 +52,14 @@ def keyword(text: str) -> str:
     return "".join(ch for ch in _fold(text) if ch.isalnum()).upper()
 
 
-def join_words(configured: str | None) -> frozenset[str]:
-    """``settings.join_keywords`` ("JOIN, INSCRIRE") as keywords; the default when empty.
+def join_words(configured: str | None, default: frozenset[str] = JOIN) -> frozenset[str]:
+    """``settings.join_keywords`` ("JOIN, INSCRIRE") as keywords; ``default`` when empty.
 
     Words that already mean something else (STOP, YES, HELP, …) are ignored.
     """
     words = {keyword(w) for w in (configured or "").split(",")} - {""}
     words -= OPT_OUT | OPT_IN | CONFIRM | HELP
-    return frozenset(words) or JOIN
+    return frozenset(words) or default
 
 
 def classify(text: str, join: frozenset[str] = JOIN) -> Intent:

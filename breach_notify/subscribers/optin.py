@@ -228,8 +228,10 @@ def join_by_sms(
 
     Unknown (or erased) → a new pending subscriber with consent source ``sms-keyword``; pending
     or opted out → pending again. Each gets the YES prompt in ``language`` (the subscriber's own
-    for a known one). An active subscriber is left alone and gets no reply. Note: works inside
-    the caller's transaction when there is one.
+    for a known one). An active subscriber is left alone and gets no reply. The JOIN advances
+    the consent clock; the caller checks ``consent.superseded`` first for a late one. A
+    suppression entry stays until the YES (the double opt-in) lifts it. Note: works inside the
+    caller's transaction when there is one.
     """
     now = now or events.utcnow()
     lang = texts.language_of(language or settings.default_language)
@@ -256,4 +258,5 @@ def join_by_sms(
                 [SMS_KEYWORD, now, sid],
             )
         events.record(conn, sid, "join_requested", SMS_KEYWORD, now)
+        consent.decided(conn, sid, now)  # a STOP accepted before this JOIN is older
     return JoinAnswer(True, texts.join_prompt(settings, lang))

@@ -9,9 +9,14 @@ gateway ids only — and the answer waits until it is on disk (group commit, see
 journal's applier (``notify.worker``, a thread of this process) moves events into the store
 when it can take it; nothing per request opens DuckDB or reads the keyring file.
 
-Replies never depend on a number's state: HELP gets the help text, YES / START an
-acknowledgement worded for every case, STOP nothing (the carrier replies). Logs carry the path,
-the outcome and the intent; never a number, a message text, a query string or a signature.
+Replies never depend on a number's state: HELP gets the help text, YES an acknowledgement
+worded for every case, JOIN words and START the JOIN prompt ("Reply YES to confirm …"), STOP
+nothing (the carrier replies); in French for the French keywords (OUI, AIDE, the French JOIN
+words). A JOIN or START is journaled with the sender's number sealed under the active seal key,
+the MessageSid as associated data (DESIGN §9): the applier makes an unknown number pending. With
+``lookup_line_type`` and a Twilio gateway, the line type is asked after the answer and its
+verdict journaled too. Logs carry the path, the outcome and the intent; never a number, a
+message text, a query string or a signature.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -41,8 +47,10 @@ from breach_notify.events import journal
 from breach_notify.events.journal import Entry, JournalUnavailable
 from breach_notify.notify import outbox
 from breach_notify.notify.worker import Worker
+from breach_notify.numbers import E164
 from breach_notify.settings import Settings
-from breach_notify.subscribers import inbound
+from breach_notify.sms import linetype
+from breach_notify.subscribers import inbound, texts
 from breach_notify.subscribers.keywords import Intent
 from breach_notify.web import check, pages
 from breach_notify.web.keys import Keys
@@ -75,7 +83,13 @@ def create_app(
     writer = journal.Writer(
         settings.journal_path, max_bytes=settings.journal_max_bytes, on_commit=worker.wake
     )
-    replies = {intent: _twiml(inbound.reply(settings, intent)) for intent in Intent}
+    front = pages.Front(settings)
+    words = inbound.Words.from_settings(settings)
+    replies = {
+        (intent, lang): _twiml(inbound.reply(settings, intent, lang))
+        for intent in Intent
+        for lang in texts.LANGUAGES
+    }
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -122,20 +136,41 @@ def create_app(
         params = await authenticated(request)
         if isinstance(params, Response):
             return params
-        intent = inbound.intent_of(params.get("Body", ""), params.get("OptOutType"))
+        intent, lang = words.read(params.get("Body", ""), params.get("OptOutType"))
+        after: BackgroundTask | None = None
         if intent in inbound.CHANGES_CONSENT:
             message_id = params.get("MessageSid") or params.get("SmsSid") or ""
             if not _GATEWAY_ID.fullmatch(message_id):
                 log.warning("/twilio/inbound refused: no usable MessageSid")
                 return PlainTextResponse("MessageSid missing or malformed", status_code=400)
-            candidates = keys.pseudonyms(params.get("From", ""))
-            if candidates:
-                failed = await keep(journal.inbound_entry(message_id, intent.value, candidates))
+            number = keys.number(params.get("From", ""))
+            if number is not None:
+                joining = intent in inbound.JOINS
+                check = joining and linetype.enabled(settings, front.gateway)
+                entry = journal.inbound_entry(
+                    message_id,
+                    intent.value,
+                    keys.pseudonyms_of(number),
+                    sealed=keys.seal(number, message_id) if joining else None,
+                    language=lang if joining else None,
+                    lookup=check,
+                )
+                failed = await keep(entry)
                 if failed is not None:
                     log.warning("inbound intent=%s answered 503: journal unavailable", intent.value)
                     return failed
+                if check:
+                    after = BackgroundTask(line_type_verdict, number, message_id)
         log.info("inbound intent=%s accepted", intent.value)
-        return Response(replies[intent], media_type=_XML)
+        return Response(replies[(intent, lang)], media_type=_XML, background=after)
+
+    def line_type_verdict(number: E164, message_id: str) -> None:
+        """After the answer: Twilio Lookup on a JOIN's sender, its verdict into the journal."""
+        mobile = linetype.allows(settings, front.gateway, number)
+        try:
+            writer.submit(journal.lookup_entry(message_id, mobile)).result(timeout=30)
+        except Exception as exc:  # the JOIN then applies after applier.LOOKUP_WAIT
+            log.warning("line type verdict not journaled (%s)", type(exc).__name__)
 
     async def status_callback(request: Request) -> Response:
         params = await authenticated(request)
@@ -164,7 +199,6 @@ def create_app(
         alarm = backlog.oldest_seconds > settings.events_alarm_seconds
         return _json({"status": "alarm" if alarm else "ok", "events": backlog.as_dict()}, 200)
 
-    front = pages.Front(settings)
     return Starlette(
         routes=[
             Route("/twilio/inbound", inbound_sms, methods=["POST"]),

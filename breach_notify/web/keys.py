@@ -1,5 +1,8 @@
 """The keyring as the web process holds it: loaded once, reloaded when the file is replaced.
 
+It makes a sender's pseudonyms (every pseudonym key version) and seals a JOIN's number under the
+active seal key (the MessageSid as associated data) for the journal.
+
 Requests never read the keyring file. At most every ``CHECK_SECONDS`` the file's identity
 (inode, size, mtime) is compared with the loaded one; a rotation (a new file renamed into place)
 is picked up then. A keyring that fails to load keeps the previous one in service (and is
@@ -15,8 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-from breach_notify.crypto import Keyring, KeyringError, Pseudonymizer
-from breach_notify.numbers import InvalidNumber, parse_number
+from breach_notify.crypto import Keyring, KeyringError, Pseudonymizer, Sealer
+from breach_notify.numbers import E164, InvalidNumber, parse_number
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class Keys:
         self._pseudonymizers: list[Pseudonymizer] = [
             ring.pseudonymizer(kid) for kid in ring.key_ids["pseudonym"]
         ]
+        self._sealer: Sealer = ring.sealer()
 
     def _refresh(self) -> None:
         now = time.monotonic()
@@ -71,12 +75,27 @@ class Keys:
     def pseudonyms(self, raw: str) -> dict[str, str]:
         """``key id → hex pseudonym`` of the number ``raw`` under every pseudonym key version;
         empty when ``raw`` is not a valid number (a short code, an alphanumeric sender)."""
-        self._refresh()
+        number = self.number(raw)
+        return {} if number is None else self.pseudonyms_of(number)
+
+    @staticmethod
+    def number(raw: str) -> E164 | None:
+        """``raw`` as a valid number, or None (a short code, an alphanumeric sender)."""
         try:
-            value = parse_number(raw).value
+            return parse_number(raw)
         except InvalidNumber:
-            return {}
-        return {p.key_id: p.pseudonym(value).hex() for p in self._pseudonymizers}
+            return None
+
+    def pseudonyms_of(self, number: E164) -> dict[str, str]:
+        self._refresh()
+        return {p.key_id: p.pseudonym(number.value).hex() for p in self._pseudonymizers}
+
+    def seal(self, number: E164, message_id: str) -> tuple[str, bytes]:
+        """``number`` sealed under the active seal key with ``message_id`` as associated data:
+        (key id, blob). Opened by the applier (``notify.applier``) with the same id."""
+        self._refresh()
+        sealed = self._sealer.seal(number.value, row_id=message_id)
+        return sealed.key_id, sealed.blob
 
     def recipient_pseudonyms(self, raw: str) -> dict[str, str]:
         """:meth:`pseudonyms` of a status callback's ``To``, which Twilio sends in E.164: taken

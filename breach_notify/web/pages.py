@@ -37,6 +37,7 @@ from breach_notify.crypto import Keyring
 from breach_notify.errors import OperationalError
 from breach_notify.numbers import E164, InvalidNumber, parse_number
 from breach_notify.settings import Settings
+from breach_notify.sms import linetype
 from breach_notify.sms.errors import GatewayError
 from breach_notify.sms.gateway import Gateway, Message, open_gateway
 from breach_notify.store.db import session, transaction
@@ -412,7 +413,7 @@ class Front:
         """The store work and the SMS of a sign-up, after the answer went out."""
         sent = False
         try:
-            if number is None:
+            if number is None or not linetype.allows(self.settings, self.gateway, number):
                 return
 
             def work(conn: duckdb.DuckDBPyConnection, ring: Keyring) -> optin.Pending | None:

@@ -201,7 +201,8 @@ class BaseURLHttpClient(TwilioHttpClient):  # type: ignore[misc]
 
 
 class TwilioGateway:
-    """Sends with ``client.messages.create``; looks up with ``client.messages.list``."""
+    """Sends with ``client.messages.create``; looks up with ``client.messages.list``; asks
+    Lookup v2 for a number's line type (``line_type``)."""
 
     name = "twilio"
 
@@ -266,6 +267,19 @@ class TwilioGateway:
             created = m.date_created or m.date_sent or since
             records.append(SentRecord(str(m.sid), created, str(m.status), m.body))
         return records
+
+    def line_type(self, number: E164) -> str | None:
+        """Twilio Lookup v2's ``line_type_intelligence.type`` of ``number`` (``mobile``,
+        ``landline``, ``nonFixedVoip``, …), or None when Lookup has no answer."""
+        try:
+            found = self._client.lookups.v2.phone_numbers(number.value).fetch(
+                fields="line_type_intelligence"
+            )
+        except Exception as exc:
+            raise translate(exc) from None
+        info = found.line_type_intelligence
+        kind = info.get("type") if isinstance(info, dict) else None
+        return str(kind) if kind else None
 
     def close(self) -> None:
         if self._http.session is not None:
