@@ -4,7 +4,9 @@ Create (``POST …/Messages.json``), fetch (``GET …/Messages/SM….json``) and
 …/Messages.json`` with ``To``, ``From``, ``DateSent``, ``DateSent>``, ``DateSent<``, paging) of
 ``/2010-04-01/Accounts/{AccountSid}``, HTTP Basic auth (account SID + auth token, or API key +
 secret), JSON bodies and error bodies shaped like Twilio's (``code``, ``message``, ``more_info``,
-``status``). Faults are injected with :meth:`FakeTwilio.script` (429 / 5xx / slow responses, in
+``status``), and Lookup v2's ``GET /v2/PhoneNumbers/{number}?Fields=line_type_intelligence``
+(``line_types`` names a number's type; ``mobile`` otherwise; ``lookup_fails`` answers 503).
+Faults are injected with :meth:`FakeTwilio.script` (429 / 5xx / slow responses, in
 order) and per recipient (``fail_for``); ``list_lag`` hides new messages from the list for a
 while, as Twilio's list lags behind its creates; ``ledger`` holds every message created.
 
@@ -26,7 +28,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 ACCOUNT_SID = "AC" + "f" * 32
 AUTH_TOKEN = "fake-auth-token-0123456789abcdef"
@@ -114,6 +116,9 @@ class FakeTwilio:
     on_create: Callable[[dict[str, Any]], None] | None = None
     requests: Counter[str] = field(default_factory=Counter)
     list_lag: float = 0.0  # seconds before a new message shows in the list (Twilio's lags)
+    line_types: dict[str, str] = field(default_factory=dict)  # E.164 → Lookup line type
+    lookup_fails: bool = False
+    looked_up: Counter[str] = field(default_factory=Counter)  # E.164 → Lookup queries
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -276,6 +281,41 @@ class FakeTwilio:
             "uri": uri(page),
         }
 
+    def _lookup(self, number: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if self.lookup_fails:
+            return _error(20503)
+        with self._lock:
+            self.looked_up[number] += 1
+        fields = {f.strip() for f in query.get("Fields", "").split(",")}
+        line = None
+        if "line_type_intelligence" in fields:
+            line = {
+                "carrier_name": "Fake Carrier",
+                "error_code": None,
+                "mobile_country_code": None,
+                "mobile_network_code": None,
+                "type": self.line_types.get(number, "mobile"),
+            }
+        return 200, {
+            "calling_country_code": None,
+            "country_code": None,
+            "phone_number": number,
+            "national_format": None,
+            "valid": True,
+            "validation_errors": [],
+            "caller_name": None,
+            "sim_swap": None,
+            "call_forwarding": None,
+            "line_status": None,
+            "line_type_intelligence": line,
+            "identity_match": None,
+            "reassigned_number": None,
+            "sms_pumping_risk": None,
+            "phone_number_quality_score": None,
+            "pre_fill": None,
+            "url": f"https://lookups.twilio.com/v2/PhoneNumbers/{number}",
+        }
+
     def _fetch(self, sid: str, path: str) -> tuple[int, dict[str, Any]]:
         with self._lock:
             for m in self.ledger:
@@ -356,6 +396,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         fake = self.server_fake
+        parts = urlsplit(self.path)
+        if parts.path.startswith("/v2/PhoneNumbers/"):
+            if not fake._authorised(self.headers.get("Authorization")):
+                self._reply(*_error(20003))
+                return
+            number = unquote(parts.path[len("/v2/PhoneNumbers/") :])
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            fake.requests["lookup"] += 1
+            self._reply(*fake._lookup(number, query))
+            return
         route = self._check()
         if route is None:
             return
