@@ -11,6 +11,7 @@ from support.fake_twilio import FakeTwilio
 from support.fake_twilio import env as twilio_env
 from support.flows import Run, clean_env
 from support.flows import cli as run_cli
+from support.webhooks import Hooks, Start, serving
 
 from breach_notify.crypto import Keyring
 from breach_notify.settings import Settings
@@ -75,3 +76,17 @@ def cli(home: Path) -> Callable[..., Run]:
 
     run.captured = captured  # type: ignore[attr-defined]
     return run
+
+
+@pytest.fixture
+def start(home: Path, keyring: Keyring, caplog: pytest.LogCaptureFixture) -> Iterator[Start]:
+    """Start a webhook server (``start(apply_events=False, **settings)``); stopped and scanned
+    for plaintext numbers after the test."""
+    caplog.set_level("INFO")
+    with serving(home, keyring, lambda: caplog.text) as run:
+        yield run
+
+
+@pytest.fixture
+def hooks(start: Start) -> Hooks:
+    return start()

@@ -21,13 +21,7 @@ from support.fake_twilio import FakeTwilio
 from support.flows import Run
 from support.front import wait_for
 from support.subscribers import ALL_NUMBERS, GB_MOBILE, GB_MOBILE_2, GB_MOBILE_3, US_MOBILE
-from test_webhooks import (  # the webhook tests' server fixture and client
-    PUBLIC,
-    TOKEN,
-    Start,
-    message_sid,
-    start,  # noqa: F401 - a fixture
-)
+from support.webhooks import PUBLIC, TOKEN, Start, message_sid
 from twilio.request_validator import RequestValidator
 
 from breach_notify.crypto import Keyring
@@ -71,7 +65,7 @@ def _drain(settings: Settings, **kw: object) -> applier.DrainReport:
 
 
 def test_signed_join_then_yes_makes_an_active_sms_keyword_subscriber(
-    start: Start,  # noqa: F811
+    start: Start,
     cli: Callable[..., Run],
 ) -> None:
     hooks = start(apply_events=False)  # the journal fills; this test applies it
@@ -106,7 +100,7 @@ def test_signed_join_then_yes_makes_an_active_sms_keyword_subscriber(
     assert privacy.scan([hooks.settings.home], ALL_NUMBERS, texts=outputs, region="GB") == []
 
 
-def test_a_replayed_join_after_stop_does_not_resubscribe(start: Start) -> None:  # noqa: F811
+def test_a_replayed_join_after_stop_does_not_resubscribe(start: Start) -> None:
     """Twilio signatures carry no nonce: a captured JOIN posted again must change nothing."""
     hooks = start()
     params = {"From": GB_MOBILE, "Body": "JOIN", "MessageSid": message_sid(), "AccountSid": "AC1"}
@@ -135,7 +129,7 @@ def test_a_replayed_join_after_stop_does_not_resubscribe(start: Start) -> None: 
 
 
 def test_a_french_join_gets_the_french_prompt_and_a_french_subscriber(
-    start: Start,  # noqa: F811
+    start: Start,
 ) -> None:
     hooks = start()
     r = hooks.sms(GB_MOBILE, "Inscrire")
@@ -150,7 +144,7 @@ def test_a_french_join_gets_the_french_prompt_and_a_french_subscriber(
     assert texts.join_prompt(hooks.settings, "en") in _text(hooks.sms(GB_MOBILE_2, "JOIN"))
 
 
-def test_configured_join_words_are_honoured(start: Start) -> None:  # noqa: F811
+def test_configured_join_words_are_honoured(start: Start) -> None:
     hooks = start(join_keywords="ALERTS", join_keywords_fr="ALERTES")
     assert texts.join_prompt(hooks.settings, "fr") in _text(hooks.sms(GB_MOBILE, "alertes"))
     assert texts.join_prompt(hooks.settings, "en") in _text(hooks.sms(GB_MOBILE_2, "alerts"))
@@ -160,7 +154,7 @@ def test_configured_join_words_are_honoured(start: Start) -> None:  # noqa: F811
 
 
 def test_join_yes_and_start_replies_are_byte_identical_whatever_the_state(
-    start: Start,  # noqa: F811
+    start: Start,
 ) -> None:
     hooks = start()
     hooks.sms(GB_MOBILE, "JOIN")  # pending
@@ -182,7 +176,7 @@ def test_join_yes_and_start_replies_are_byte_identical_whatever_the_state(
         assert len(answers) == 1, word
 
 
-def test_yes_from_an_unknown_number_creates_nothing(start: Start) -> None:  # noqa: F811
+def test_yes_from_an_unknown_number_creates_nothing(start: Start) -> None:
     hooks = start()
     before = hooks.snapshot()
     r = hooks.sms(US_MOBILE, "YES")
@@ -192,7 +186,7 @@ def test_yes_from_an_unknown_number_creates_nothing(start: Start) -> None:  # no
 
 
 def test_start_from_an_unknown_number_makes_it_pending_like_join(
-    start: Start,  # noqa: F811
+    start: Start,
 ) -> None:
     hooks = start()
     params = {"From": GB_MOBILE, "Body": "REJOINDRE", "OptOutType": "START", "MessageSid": "SMj1"}
@@ -326,7 +320,7 @@ def test_join_then_yes_is_the_double_opt_in_that_lifts_a_suppression(
 
 
 def test_lookup_refuses_a_landline_join_silently_after_the_answer(
-    start: Start,  # noqa: F811
+    start: Start,
     fake: FakeTwilio,
 ) -> None:
     fake.line_types[GB_MOBILE_2] = "landline"
@@ -342,7 +336,7 @@ def test_lookup_refuses_a_landline_join_silently_after_the_answer(
     assert sorted(kinds) == [False, True]  # type: ignore[type-var]
 
 
-def test_lookup_is_off_by_default(start: Start, fake: FakeTwilio) -> None:  # noqa: F811
+def test_lookup_is_off_by_default(start: Start, fake: FakeTwilio) -> None:
     hooks = start(gateway=fake.gateway_url())
     hooks.sms(GB_MOBILE, "JOIN")
     assert hooks.state(GB_MOBILE) == "pending"
