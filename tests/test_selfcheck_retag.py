@@ -245,3 +245,27 @@ def test_cli_says_what_a_partial_retag_still_needs(cli, home: Path, tmp_path: Pa
     assert "o1 keeps serving" in text and "needs the raw files" in text
     sample = sorted(set(ta.kinds) | set(tb.kinds))[::10]
     assert scan([home], sample, [res.stdout, res.stderr, half.stdout, half.stderr]) == []
+
+
+def test_an_inbox_folder_with_self_check_plans_and_runs_the_retag(
+    settings: Settings, keyring: Keyring, tmp_path: Path
+) -> None:
+    from breach_notify.ingest import inbox
+    from flows import tasks
+
+    folder = tmp_path / "inbox" / "fb"
+    folder.mkdir(parents=True)
+    truth = write_facebook(folder / "France.txt", 300, seed=53)
+    (folder / "breach.toml").write_text('title = "FB"\nformat = "facebook-2021"\n')
+    ingest(settings, keyring, [folder / "France.txt"], IngestOptions("fb"))
+    (folder / "breach.toml").write_text(
+        'title = "FB"\nformat = "facebook-2021"\nself_check = true\n'
+    )
+    with session(settings) as conn:
+        plan = inbox.plan(conn, inbox.read_folder(folder), "o1")
+    assert plan.files == () and plan.retag == (folder / "France.txt",)
+    done = tasks.ingest_breach.fn(str(settings.home), None, plan)
+    assert done["self_check"]["serving"] and done["self_check"]["tags"] == truth.distinct
+    with session(settings) as conn:
+        assert inbox.plan(conn, inbox.read_folder(folder), "o1").retag == ()
+        assert inbox.plan(conn, inbox.read_folder(folder), "o2").retag != ()
