@@ -9,7 +9,8 @@
 
 The folder name is the breach id. Files already ingested into that breach are recognised by
 content hash (table ``breach_files``) and skipped; with ``self_check = true``, those not yet
-tagged under the active OPRF key are planned for the self-check's re-tag pass (``Plan.retag``). Hidden files and ``breach.toml`` are not data.
+tagged under the active OPRF key are planned for the self-check's re-tag pass (``Plan.retag``).
+Hidden files and ``breach.toml`` are not data.
 A folder, file or ``breach.toml`` that is a symlink to outside the inbox is refused unless
 ``BREACH_NOTIFY_INBOX_FOLLOW_SYMLINKS`` allows it; an unknown ``breach.toml`` key is refused.
 """
