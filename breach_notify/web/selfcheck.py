@@ -52,7 +52,7 @@ from breach_notify.errors import BreachNotifyError
 from breach_notify.kinds import KINDS
 from breach_notify.settings import Settings
 from breach_notify.store.db import connect
-from breach_notify.web.tagfile import TagFile, TagFileError, export
+from breach_notify.web.tagfile import TagFile, TagFileError, export, remove_stale
 
 log = logging.getLogger("breach_notify.web.selfcheck")
 
@@ -165,10 +165,7 @@ def load(conn: duckdb.DuckDBPyConnection, keyring: Keyring, folder: Path) -> Sna
         names = [name for i, name in enumerate(KINDS) if int(kinds) & (1 << i)]
         breaches.append(BreachTags(str(bid), str(title), names, str(kid), int(bits), tags))
         largest = max(largest, int(max_bucket))
-    keep = {b.tags.path.name for b in breaches}
-    for old in folder.glob("*.tags") if folder.is_dir() else ():
-        if old.name not in keep:
-            old.unlink(missing_ok=True)  # a mapping still in use stays valid until closed
+    remove_stale(folder, {b.tags.path.name for b in breaches})
     pad = MIN_PAD
     while pad < largest:
         pad *= 2

@@ -21,6 +21,8 @@ import array
 import mmap
 import os
 import struct
+import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -88,7 +90,7 @@ def export(
         total += per[i]
         per[i] = total
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -120,6 +122,22 @@ def export(
         tmp.unlink(missing_ok=True)
         raise
     return TagFile(path)
+
+
+def remove_stale(folder: Path, keep: set[str], *, tmp_age: float = 86400.0) -> None:
+    """Remove tag files not named in ``keep`` (a mapping still open stays valid until closed)
+    and temporary files of exports that died more than ``tmp_age`` seconds ago."""
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for old in folder.iterdir():
+        try:
+            if old.suffix == ".tags" and old.name not in keep:
+                old.unlink(missing_ok=True)
+            elif old.suffix == ".tmp" and now - old.stat().st_mtime > tmp_age:
+                old.unlink(missing_ok=True)
+        except OSError:
+            continue
 
 
 def _small(column: object) -> bool:
