@@ -132,9 +132,8 @@ def remove_stale(folder: Path, keep: set[str], *, tmp_age: float = 86400.0) -> N
     now = time.time()
     for old in folder.iterdir():
         try:
-            if old.suffix == ".tags" and old.name not in keep:
-                old.unlink(missing_ok=True)
-            elif old.suffix == ".tmp" and now - old.stat().st_mtime > tmp_age:
+            unused = old.suffix == ".tags" and old.name not in keep
+            if unused or (old.suffix == ".tmp" and now - old.stat().st_mtime > tmp_age):
                 old.unlink(missing_ok=True)
         except OSError:
             continue
