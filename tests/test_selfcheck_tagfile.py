@@ -75,5 +75,5 @@ def test_a_truncated_file_is_exported_again(tagged: Settings) -> None:
         f.truncate(size - 16)
     snap = web_selfcheck.Snapshots(tagged).get()
     assert snap.breaches[0].tags.path.stat().st_size == size
-    bits, expected = by_bucket(tagged)
+    _, expected = by_bucket(tagged)
     assert all(snap.breaches[0].tags.bucket(b) == v for b, v in expected.items())
