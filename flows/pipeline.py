@@ -7,6 +7,7 @@ leaves a Markdown artifact (counts only) when it is the top-level run.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,13 @@ def ingest_inbox(
     plans = tasks.plan_inbox(home, where)
     reports = []
     for plan in plans:
-        if not plan.files:
+        if not plan.files and not plan.retag:
             continue
-        if sharded:
+        if sharded and plan.files:
             reports.append(_ingest_sharded(home, keyring, plan))
+            if plan.retag:  # the self-check's re-tag pass is not sharded: the local path
+                again = dataclasses.replace(plan, files=(), files_skipped=0)
+                reports.append(tasks.ingest_breach(home, keyring, again))
         else:
             reports.append(tasks.ingest_breach(home, keyring, plan))
     result = {

@@ -90,19 +90,24 @@ def plan_inbox(home: str | None, inbox: str) -> list[inbox_mod.Plan]:
     """The breaches of the inbox with their not-yet-ingested files (options, paths, counts)."""
     settings = settings_for(home)
     folders = inbox_mod.read_inbox(Path(inbox), follow_symlinks=settings.inbox_follow_symlinks)
+    oprf = None
+    if any(f.options.self_check for f in folders):
+        ring = Keyring.load(settings.keyring_path)
+        oprf = ring.active_id("oprf") if "oprf" in ring.key_ids else None
     with session(settings) as conn:
-        return [inbox_mod.plan(conn, folder) for folder in folders]
+        return [inbox_mod.plan(conn, folder, oprf) for folder in folders]
 
 
 @task(name="ingest-breach", **SAFE)
 @scrubbed
 def ingest_breach(home: str | None, keyring: str | None, plan: inbox_mod.Plan) -> dict[str, Any]:
-    """Ingest one breach's new files in one all-or-nothing call; returns the ingest counts."""
+    """Ingest one breach's new files in one all-or-nothing call (with the self-check's re-tag
+    pass over ``plan.retag``: the local path); returns the ingest counts."""
     from breach_notify.ingest import ingest
 
     settings = settings_for(home, keyring)
     ring = Keyring.load(settings.keyring_path)
-    report = ingest(settings, ring, list(plan.files), plan.options)
+    report = ingest(settings, ring, [*plan.files, *plan.retag], plan.options)
     return _counts(report.as_dict())
 
 

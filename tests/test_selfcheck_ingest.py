@@ -72,11 +72,18 @@ def test_self_check_ingest_stores_the_tag_and_bucket_of_every_distinct_number(
     for b, n in sizes.items():
         coarser[b >> 1] = coarser.get(b >> 1, 0) + n
     assert bits > 0 and max(coarser.values()) > small_target  # the smallest b that fits
+    assert report.self_check is not None
     assert report.self_check == {
         "key_id": "o1",
         "bucket_bits": bits,
         "max_bucket": largest,
         "tags": truth.distinct,
+        "serving": True,
+        "files": 1,
+        "files_tagged": 1,
+        "pending": None,
+        "retagged_files": 0,
+        "tags_outside_breach": 0,
     }
     no_plaintext(settings, truth)
 

@@ -30,7 +30,10 @@ def ingest(
     ),
     k: int = typer.Option(None, "--k", help="k-anonymity: minimum bucket size [default: 50]."),
     self_check: bool = typer.Option(
-        False, "--self-check", help="Also store the OPRF tags of the private self-check."
+        False,
+        "--self-check",
+        help="Also store the OPRF tags of the private self-check; files already ingested are "
+        "read again for their tags (needs the raw files: numbers are not stored).",
     ),
     as_json: bool = JsonOption,
 ) -> None:
@@ -57,12 +60,36 @@ def ingest(
         f"{d['seconds']} s"
     )
     if d.get("self_check"):
-        sc = d["self_check"]
-        human += (
-            f"; self-check: {sc['tags']} tags under OPRF key {sc['key_id']}, buckets of "
+        human += "; " + _self_check_line(d["self_check"])
+    emit(as_json, d, human)
+
+
+def _self_check_line(sc: dict[str, Any]) -> str:
+    """The self-check's part of the ingest summary: what is served, what a re-tag still needs."""
+    parts = []
+    if sc.get("retagged_files"):
+        parts.append(f"{sc['retagged_files']} known file(s) read again for their tags")
+    if sc.get("serving", True):
+        parts.append(
+            f"{sc['tags']} tags served under OPRF key {sc['key_id']}, buckets of "
             f"{sc['bucket_bits']} bits (largest {sc['max_bucket']})"
         )
-    emit(as_json, d, human)
+    else:
+        parts.append("not checkable yet")
+    pending = sc.get("pending")
+    if pending:
+        kept = f"{sc['key_id']} keeps serving" if sc.get("serving", True) else "nothing served"
+        parts.append(
+            f"tagged {pending['files_tagged']} of {pending['files']} files of this breach under "
+            f"{pending['key_id']}; give the others to finish ({kept} until then; re-tagging "
+            "needs the raw files: numbers are not stored)"
+        )
+    if sc.get("tags_outside_breach"):
+        parts.append(
+            f"{sc['tags_outside_breach']} number(s) read again were not in the breach and were "
+            "left out (was a file changed?)"
+        )
+    return "self-check: " + "; ".join(parts)
 
 
 @breaches_app.command("list")

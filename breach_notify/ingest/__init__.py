@@ -41,7 +41,7 @@ from breach_notify.ingest.merge import (
     merge_shards,
 )
 from breach_notify.ingest.options import IngestOptions, IngestSpec, check_breach_id
-from breach_notify.ingest.sinks import AccSink
+from breach_notify.ingest.sinks import AccSink, DropSink, RetrySink
 from breach_notify.ingest.tally import ShardResult
 from breach_notify.kinds import KINDS
 from breach_notify.settings import Settings
@@ -90,7 +90,10 @@ def ingest(
     All-or-nothing: the store changes in one transaction at the end, or not at all. Files whose
     content is already recorded for the breach are skipped, so a re-run changes nothing.
     With ``options.self_check`` (always, for a breach that already has them) the numbers'
-    self-check tags are stored too, in the same transaction (:mod:`.selfcheck`).
+    self-check tags are stored too, in the same transaction (:mod:`.selfcheck`); with
+    ``options.self_check``, files already recorded but not yet tagged under the active OPRF key
+    are read again for their tags only (the re-tag pass: it needs the raw files, as numbers are
+    not stored).
     """
     started = time.monotonic()
     spec = IngestSpec.of(settings, options)
@@ -111,19 +114,48 @@ def ingest(
         key_id = str(row[0]) if row else keyring.active_id("pseudonym")
         p = keyring.pseudonymizer(key_id)  # fails early (BadInput) if the breach's key is gone
         todo = [s for s in shards if s.content_sha256 not in known]
-        tags = selfcheck.plan(
+        given_known = {s.content_sha256: s.size for s in shards if s.content_sha256 in known}
+        plans = selfcheck.plan_call(
             conn,
             keyring,
             _keyring_path(settings, keyring),
             bid,
             enabled=options.self_check,
-            nbytes=sum(s.nbytes for s in todo),
+            new_bytes=sum(s.nbytes for s in todo),
             out_dir=out_dir,
+            new_digests=frozenset(s.content_sha256 for s in todo),
+            known=given_known,
         )
-        spec = dataclasses.replace(spec, self_check=tags)
         skipped = len({s.content_sha256 for s in shards} - {s.content_sha256 for s in todo})
-        results = _read(conn, todo, spec, p, progress)
-        report = merge_into(conn, settings, spec, results, acc=True)
+        results = _read(conn, todo, dataclasses.replace(spec, self_check=plans.new), p, progress)
+        tagging = _tagging(plans, results) if results or options.self_check else []
+        redo = [s for s in shards if s.content_sha256 in plans.retag_digests]
+        if plans.retag is not None and redo:
+            # the re-tag pass: tags only; the breach's pseudonyms and counts stay as they are
+            again = _read(
+                conn,
+                redo,
+                dataclasses.replace(spec, self_check=plans.retag),
+                p,
+                progress,
+                sink=DropSink(),
+            )
+            work = next((w for w in tagging if w.plan is plans.retag), None)
+            if work is None:
+                work = selfcheck.Tagged(plans.retag)
+                tagging.append(work)
+            work.files += [f for r in again for f in r.tag_files]
+            work.digests |= {s.content_sha256 for s in redo}
+        report = merge_into(
+            conn,
+            settings,
+            dataclasses.replace(spec, self_check=plans.new),
+            results,
+            acc=True,
+            tagging=tagging,
+            prefer=plans.retag.key_id if plans.retag else None,
+            retagged=len({s.content_sha256 for s in redo}),
+        )
     finally:
         conn.close()  # drops the temp table bn_acc
         shutil.rmtree(out_dir, ignore_errors=True)  # staged self-check tags
@@ -133,20 +165,31 @@ def ingest(
     return report
 
 
+def _tagging(plans: selfcheck.Plans, results: list[ShardResult]) -> list[selfcheck.Tagged]:
+    """The new files' staged tags (none when this call does not tag them)."""
+    if plans.new is None:
+        return []
+    files = [f for r in results for f in r.tag_files]
+    return [selfcheck.Tagged(plans.new, files, {r.shard.content_sha256 for r in results})]
+
+
 def _read(
     conn: duckdb.DuckDBPyConnection,
     todo: list[Shard],
     spec: IngestSpec,
     p: Pseudonymizer,
     progress: Progress | None,
+    *,
+    sink: RetrySink | None = None,
 ) -> list[ShardResult]:
     """Whole plain facebook files of at least :data:`SMALL_FILE_BYTES` through DuckDB's own
     reader (:mod:`.duckdb_reader`, measured ~2x the Arrow path); every other shard, and a file
-    DuckDB's reader refuses, through the Arrow reader. Both into ``bn_acc``."""
+    DuckDB's reader refuses, through the Arrow reader. Both into ``bn_acc`` (or ``sink``)."""
     by_file: dict[tuple[Path, str], list[Shard]] = {}
     for s in todo:
         by_file.setdefault((s.path, s.content_sha256 + (s.member or "")), []).append(s)
-    sink = AccSink(conn)
+    if sink is None:
+        sink = AccSink(conn)
     results: list[ShardResult] = []
     rest: list[Shard] = []
     report_progress = progress if progress is not None and todo else _no_progress

@@ -37,7 +37,7 @@ from breach_notify.ingest.arrow_reader import chunk_bytes, connect
 from breach_notify.ingest.normalize import phone_sql
 from breach_notify.ingest.options import IngestSpec, memory_bytes
 from breach_notify.ingest.selfcheck import ShardTagger
-from breach_notify.ingest.sinks import AccSink
+from breach_notify.ingest.sinks import RetrySink
 from breach_notify.ingest.tally import ShardResult, Tally
 
 _BATCH = 1 << 20
@@ -141,7 +141,7 @@ def query(encoding: str = "utf-8", buffer: int = 16 << 20, source: str | None = 
 
 def process_file(
     reader: Reader,
-    sink: AccSink,
+    sink: RetrySink,
     shards: list[formats.Shard],
     p: Pseudonymizer,
     tick: Callable[[int], None] = lambda n: None,
@@ -172,7 +172,7 @@ def process_file(
 
 def _attempt(
     reader: Reader,
-    sink: AccSink,
+    sink: RetrySink,
     shard: formats.Shard,
     p: Pseudonymizer,
     encoding: str,
@@ -193,7 +193,7 @@ def _attempt(
 def _read(
     con: duckdb.DuckDBPyConnection,
     spec: IngestSpec,
-    sink: AccSink,
+    sink: RetrySink,
     shard: formats.Shard,
     p: Pseudonymizer,
     encoding: str,

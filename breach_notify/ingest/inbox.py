@@ -8,7 +8,9 @@
                            self_check = true  (optional: tags for the private self-check)
 
 The folder name is the breach id. Files already ingested into that breach are recognised by
-content hash (table ``breach_files``) and skipped. Hidden files and ``breach.toml`` are not data.
+content hash (table ``breach_files``) and skipped; with ``self_check = true``, those not yet
+tagged under the active OPRF key are planned for the self-check's re-tag pass (``Plan.retag``).
+Hidden files and ``breach.toml`` are not data.
 A folder, file or ``breach.toml`` that is a symlink to outside the inbox is refused unless
 ``BREACH_NOTIFY_INBOX_FOLLOW_SYMLINKS`` allows it; an unknown ``breach.toml`` key is refused.
 """
@@ -51,6 +53,9 @@ class Plan:
     options: IngestOptions
     files: tuple[Path, ...]
     files_skipped: int = 0
+    #: Files already ingested to read again for the self-check's tags (``self_check = true``
+    #: and not yet tagged under the active OPRF key); given to the local ingest path.
+    retag: tuple[Path, ...] = ()
 
 
 def read_inbox(inbox: Path, *, follow_symlinks: bool = False) -> list[BreachFolder]:
@@ -144,10 +149,37 @@ def read_folder(
     return BreachFolder(options, files)
 
 
-def plan(conn: duckdb.DuckDBPyConnection, folder: BreachFolder) -> Plan:
-    """The folder's files not yet ingested into its breach."""
+def plan(
+    conn: duckdb.DuckDBPyConnection, folder: BreachFolder, oprf_key: str | None = None
+) -> Plan:
+    """The folder's files not yet ingested into its breach, and with ``self_check`` those
+    held but not tagged under ``oprf_key`` (the active OPRF key; None: not tagged at all)."""
     fresh = new_files(conn, folder)
-    return Plan(folder.options, tuple(fresh), len(folder.files) - len(fresh))
+    retag: list[Path] = []
+    if folder.options.self_check:
+        tagged = {
+            str(row[0])
+            for row in conn.execute(
+                "SELECT content_sha256 FROM selfcheck_files"
+                " WHERE breach_id = ? AND oprf_key_id = ?",
+                [folder.breach_id, oprf_key or ""],
+            ).fetchall()
+        }
+        held = {
+            str(row[0])
+            for row in conn.execute(
+                "SELECT content_sha256 FROM breach_files WHERE breach_id = ?", [folder.breach_id]
+            ).fetchall()
+        }
+        seen: set[str] = set()
+        for path in folder.files:
+            if path in fresh:
+                continue
+            digest = content_digest(path)
+            if digest in held and digest not in tagged and digest not in seen:
+                retag.append(path)
+                seen.add(digest)
+    return Plan(folder.options, tuple(fresh), len(folder.files) - len(fresh), tuple(retag))
 
 
 def new_files(conn: duckdb.DuckDBPyConnection, folder: BreachFolder) -> list[Path]:

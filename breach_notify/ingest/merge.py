@@ -99,15 +99,22 @@ def merge_into(
     results: Sequence[ShardResult],
     *,
     acc: bool = False,
+    tagging: list[selfcheck.Tagged] | None = None,
+    prefer: str | None = None,
+    retagged: int = 0,
 ) -> IngestReport:
     """:func:`merge_shards` on an open store connection; pseudonyms from the results' Parquet
-    files and, with ``acc``, from the connection's temp table ``bn_acc``."""
+    files and, with ``acc``, from the connection's temp table ``bn_acc``.
+
+    ``tagging``: the self-check's staged tags of this call by key (the local runner's, with its
+    re-tag pass; ``prefer`` the active OPRF key, ``retagged`` the files read again); by default
+    the new files' tags under ``spec.self_check``."""
     started = time.monotonic()
     check_formats(spec, results)
     try:
         conn.execute("SET enable_progress_bar = false")
         conn.execute("SET enable_progress_bar_print = false")
-        return _merge(conn, settings, spec, results, started, acc)
+        return _merge(conn, settings, spec, results, started, acc, tagging, prefer, retagged)
     except duckdb.Error:
         raise OperationalError(
             "the ingest could not be stored (store unchanged); check disk space and the memory "
@@ -122,6 +129,9 @@ def _merge(
     results: Sequence[ShardResult],
     started: float,
     acc: bool = False,
+    tagging: list[selfcheck.Tagged] | None = None,
+    prefer: str | None = None,
+    retagged: int = 0,
 ) -> IngestReport:
     options = spec.options
     bid = options.breach_id
@@ -144,71 +154,96 @@ def _merge(
         report.files_skipped = len({r.shard.content_sha256 for r in results} & known)
         k = options.k or (int(existing[1]) if existing else settings.default_k)
         report.k = k
-        if not fresh:
-            return _finish(conn, report, started, bid)
-        if existing is None:
-            conn.execute(
-                "INSERT INTO breaches (id, title, format, key_id, k) VALUES (?, ?, ?, ?, ?)",
-                [bid, options.title or bid, options.fmt, next(iter(key_ids)), k],
+        if fresh:
+            _add_files(conn, report, spec, fresh, existing, acc)
+        if tagging is None:
+            tagging = []
+            if spec.self_check is not None and fresh:
+                tagging = [
+                    selfcheck.Tagged(
+                        spec.self_check,
+                        [p for r in fresh for p in r.tag_files],
+                        {r.shard.content_sha256 for r in fresh},
+                    )
+                ]
+        if tagging:
+            report.self_check = selfcheck.merge(
+                conn, tagging, bid, prefer=prefer, retagged=retagged
             )
-        files: dict[str, list[Any]] = {}
-        reasons: Counter[str] = Counter()
-        valid = 0
-        for r in fresh:
-            f = files.setdefault(r.shard.content_sha256, [r.shard.path.name, r.shard.size, 0])
-            f[2] += r.rows_read
-            report.rows_read += r.rows_read
-            report.header_lines += r.header_lines
-            report.sql_decided += r.sql_decided
-            report.python_decided += r.python_decided
-            reasons.update(r.invalid_by_reason)
-            valid += r.valid_rows
-        # one statement for all files (executemany costs ~ms per row: 10,000 files, 30 s)
-        shas = list(files)
-        conn.execute(
-            "INSERT INTO breach_files (breach_id, content_sha256, name, bytes, rows_read)"
-            " SELECT ?, unnest(?), unnest(?), unnest(?), unnest(?)",
-            [
-                bid,
-                shas,
-                [files[s][0] for s in shas],
-                [files[s][1] for s in shas],
-                [files[s][2] for s in shas],
-            ],
-        )
-        report.files = len(files)
-        paths = [str(p) for r in fresh for p in r.files]
-        distinct_in_call = _merge_pseudonyms(conn, bid, paths, existing is not None, report, acc)
-        report.invalid_by_reason = dict(sorted(reasons.items()))
-        report.rows_invalid = sum(reasons.values())
-        report.rows_duplicate = valid - distinct_in_call
-        distinct = _count(conn, bid)
-        bits, min_bucket = buckets(conn, bid, k, distinct)
-        old = conn.execute("SELECT invalid_by_reason FROM breaches WHERE id = ?", [bid]).fetchone()
-        total_reasons = Counter(json.loads(old[0]) if old and old[0] else {})
-        total_reasons.update(reasons)
-        conn.execute(
-            """UPDATE breaches SET k = ?, prefix_bits = ?, min_bucket = ?,
-                   rows_read = rows_read + ?, rows_invalid = rows_invalid + ?,
-                   rows_duplicate = rows_duplicate + ?, distinct_numbers = ?,
-                   invalid_by_reason = ?, updated_at = now()
-               WHERE id = ?""",
-            [
-                k,
-                bits,
-                min_bucket,
-                report.rows_read,
-                report.rows_invalid,
-                report.rows_duplicate,
-                distinct,
-                json.dumps(dict(sorted(total_reasons.items()))),
-                bid,
-            ],
-        )
-        tag_files = [p for r in fresh for p in r.tag_files]
-        report.self_check = selfcheck.merge(conn, spec.self_check, tag_files, bid)
         _before_commit()
     return _finish(conn, report, started, bid)
+
+
+def _add_files(
+    conn: duckdb.DuckDBPyConnection,
+    report: IngestReport,
+    spec: IngestSpec,
+    fresh: list[ShardResult],
+    existing: Any,
+    acc: bool,
+) -> None:
+    """The new files, their pseudonyms and the breach's counters (inside the transaction)."""
+    bid, options, k = report.breach, spec.options, report.k
+    key_ids = {r.key_id for r in fresh}
+    if existing is None:
+        conn.execute(
+            "INSERT INTO breaches (id, title, format, key_id, k) VALUES (?, ?, ?, ?, ?)",
+            [bid, options.title or bid, options.fmt, next(iter(key_ids)), k],
+        )
+    files: dict[str, list[Any]] = {}
+    reasons: Counter[str] = Counter()
+    valid = 0
+    for r in fresh:
+        f = files.setdefault(r.shard.content_sha256, [r.shard.path.name, r.shard.size, 0])
+        f[2] += r.rows_read
+        report.rows_read += r.rows_read
+        report.header_lines += r.header_lines
+        report.sql_decided += r.sql_decided
+        report.python_decided += r.python_decided
+        reasons.update(r.invalid_by_reason)
+        valid += r.valid_rows
+    # one statement for all files (executemany costs ~ms per row: 10,000 files, 30 s)
+    shas = list(files)
+    conn.execute(
+        "INSERT INTO breach_files (breach_id, content_sha256, name, bytes, rows_read)"
+        " SELECT ?, unnest(?), unnest(?), unnest(?), unnest(?)",
+        [
+            bid,
+            shas,
+            [files[s][0] for s in shas],
+            [files[s][1] for s in shas],
+            [files[s][2] for s in shas],
+        ],
+    )
+    report.files = len(files)
+    paths = [str(p) for r in fresh for p in r.files]
+    distinct_in_call = _merge_pseudonyms(conn, bid, paths, existing is not None, report, acc)
+    report.invalid_by_reason = dict(sorted(reasons.items()))
+    report.rows_invalid = sum(reasons.values())
+    report.rows_duplicate = valid - distinct_in_call
+    distinct = _count(conn, bid)
+    bits, min_bucket = buckets(conn, bid, k, distinct)
+    old = conn.execute("SELECT invalid_by_reason FROM breaches WHERE id = ?", [bid]).fetchone()
+    total_reasons = Counter(json.loads(old[0]) if old and old[0] else {})
+    total_reasons.update(reasons)
+    conn.execute(
+        """UPDATE breaches SET k = ?, prefix_bits = ?, min_bucket = ?,
+               rows_read = rows_read + ?, rows_invalid = rows_invalid + ?,
+               rows_duplicate = rows_duplicate + ?, distinct_numbers = ?,
+               invalid_by_reason = ?, updated_at = now()
+           WHERE id = ?""",
+        [
+            k,
+            bits,
+            min_bucket,
+            report.rows_read,
+            report.rows_invalid,
+            report.rows_duplicate,
+            distinct,
+            json.dumps(dict(sorted(total_reasons.items()))),
+            bid,
+        ],
+    )
 
 
 def _before_commit() -> None:

@@ -3,7 +3,8 @@
 - :class:`AccSink`: the store connection's temp table ``bn_acc`` (the default runner), which the
   merge reads in the same transaction, and which spills to the data dir's temp directory;
 - :class:`ParquetSink`: one Parquet file per shard (the distributed runner, whose workers do not
-  hold the store).
+  hold the store);
+- :class:`DropSink`: nothing (the self-check's re-tag pass, which wants only the tags).
 """
 
 from __future__ import annotations
@@ -23,6 +24,22 @@ PARQUET = pa.schema([("pseudonym", pa.binary()), ("kinds", pa.uint16()), ("prefi
 class Sink(Protocol):
     def write(self, table: pa.Table) -> None:
         """Append a :data:`~breach_notify.ingest.tally.OUTPUT` table."""
+
+
+class RetrySink(Sink, Protocol):
+    def forget(self, f: int) -> None:
+        """Remove shard ``f`` 's rows (it is read again another way)."""
+
+
+class DropSink:
+    """Keeps nothing: the self-check's re-tag pass reads files whose pseudonyms the breach
+    already holds (only the tags are wanted)."""
+
+    def write(self, table: pa.Table) -> None:
+        pass
+
+    def forget(self, f: int) -> None:
+        pass
 
 
 class AccSink:

@@ -8,7 +8,8 @@ counts each batch's verdicts per shard and turns its valid rows into output tabl
 undecided ones settled by :func:`breach_notify.numbers.verdict`, :data:`PYTHON_BATCH` at a time,
 so that their Python objects stay bounded however many there are. No plaintext leaves it,
 except to the self-check's :class:`~.selfcheck.ShardTagger` when the ingest tags: it is handed
-the valid rows' E.164 values where the tally holds them, before they are hashed.
+the valid rows' E.164 values where the tally holds them, with their pseudonyms (so that the
+self-check keeps only numbers the breach holds).
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ class Tally:
             found = column.filter(keep)
             fixed = self._p.pseudonyms_arrow(found)
             if self._tagger is not None:
-                self._tagger.add(found)
+                self._tagger.add(found, fixed)
         kinds = batch.column("kinds").filter(keep).cast(pa.uint16())
         tags = shards.filter(keep) if shards is not None else _constant(f, len(fixed))
         self._sql_valid(tags if shards is not None else None, f, len(fixed))
@@ -207,7 +208,7 @@ class Tally:
         if not digests:
             return None
         if numbers and self._tagger is not None:
-            self._tagger.add(numbers)
+            self._tagger.add(numbers, digests)
         fixed = pa.array(digests, pa.binary(32))
         return _output(pa.array(out_f, pa.int32()), fixed, pa.array(out_kinds, pa.uint16()))
 

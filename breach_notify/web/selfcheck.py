@@ -14,8 +14,12 @@ client's bucket (its own bits: the client's bucket shifted right) plus random on
 therefore has the same length whatever the bucket holds. The server never sees the number; it
 learns ``bucket_bits`` bits of a public hash.
 
-The tags are read from the store into memory (:class:`Snapshot`) and reloaded when the store
-file changes; a store held by an ingest keeps the previous snapshot serving. Proof of work is a
+The served tags of each breach are exported from the store into a memory-mapped file
+(:mod:`.tagfile`, ``HOME/selfcheck/``) when the store's self-check breaches change, and answered
+from the mapping (:class:`Snapshot`), so the tags are not held in Python memory; a file already
+exported for the same tags (a restart) is mapped again without export. The store is opened only
+to notice a change and to export, never per request; a store held by an ingest keeps the previous
+snapshot serving. Proof of work is a
 pluggable check (:data:`PowCheck`); with ``settings.self_check_require_pow`` off, any ``pow``
 string is accepted. Limits (:class:`Limits`: per client address, then per bucket and for everyone
 once the proof of work holds) answer 429. Logs carry outcomes only.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import os
@@ -32,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
@@ -46,6 +52,7 @@ from breach_notify.errors import BreachNotifyError
 from breach_notify.kinds import KINDS
 from breach_notify.settings import Settings
 from breach_notify.store.db import connect
+from breach_notify.web.tagfile import TagFile, TagFileError, export, remove_stale
 
 log = logging.getLogger("breach_notify.web.selfcheck")
 
@@ -72,14 +79,14 @@ class Limits(Protocol):
 
 @dataclass(frozen=True)
 class BreachTags:
-    """One breach as the self-check serves it: its tags grouped by bucket (concatenated)."""
+    """One breach as the self-check serves it: its tags by bucket, in a mapped file."""
 
     id: str
     title: str
     kinds: list[str]
     key_id: str
     bucket_bits: int
-    buckets: dict[int, bytes] = field(repr=False)
+    tags: TagFile = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -125,7 +132,7 @@ class Snapshot:
             evaluations.append({"key_id": kid, "evaluated": _b64(evaluated), "proof": _b64(proof)})
         lists = []
         for b in self.breaches:
-            real = b.buckets.get(bucket >> (self.bucket_bits - b.bucket_bits), b"")
+            real = b.tags.bucket(bucket >> (self.bucket_bits - b.bucket_bits))
             fill = os.urandom(self.pad_size * TAG_BYTES - len(real))
             blob = real + fill
             tags = sorted(blob[i : i + TAG_BYTES] for i in range(0, len(blob), TAG_BYTES))
@@ -133,29 +140,32 @@ class Snapshot:
         return {"evaluations": evaluations, "breaches": lists}
 
 
-def load(conn: duckdb.DuckDBPyConnection, keyring: Keyring) -> Snapshot:
-    """The self-check breaches and their tags, from an open store."""
+def load(conn: duckdb.DuckDBPyConnection, keyring: Keyring, folder: Path) -> Snapshot:
+    """The self-check breaches from an open store, their served tags mapped from ``folder``
+    (exported there first unless a file for the same tags is already there). Files of other
+    tags in ``folder`` are removed."""
     rows = conn.execute(
         """SELECT s.breach_id, coalesce(b.title, s.breach_id), s.kinds, s.oprf_key_id,
-                  s.bucket_bits, s.max_bucket
+                  s.bucket_bits, s.max_bucket, s.tags, s.updated_at
            FROM selfcheck_breaches s LEFT JOIN breaches b ON b.id = s.breach_id
            ORDER BY s.breach_id"""
     ).fetchall()
     breaches: list[BreachTags] = []
     servers: dict[str, OprfServer] = {}
     largest = 0
-    for bid, title, kinds, kid, bits, max_bucket in rows:
+    for bid, title, kinds, kid, bits, max_bucket, count, updated in rows:
         if kid not in servers:
             servers[kid] = keyring.oprf_server(kid)
-        buckets: dict[int, list[bytes]] = {}
-        for bucket, tag in conn.execute(
-            "SELECT bucket, tag FROM selfcheck_tags WHERE breach_id = ? ORDER BY bucket, tag", [bid]
-        ).fetchall():
-            buckets.setdefault(int(bucket), []).append(bytes(tag))
+        name = hashlib.sha256(f"{bid}\0{kid}\0{bits}\0{count}\0{updated}".encode()).hexdigest()
+        path = folder / f"{name[:32]}.tags"
+        try:
+            tags = TagFile(path)
+        except TagFileError:
+            tags = export(conn, str(bid), str(kid), int(bits), path)
         names = [name for i, name in enumerate(KINDS) if int(kinds) & (1 << i)]
-        joined = {k: b"".join(v) for k, v in buckets.items()}
-        breaches.append(BreachTags(str(bid), str(title), names, str(kid), int(bits), joined))
+        breaches.append(BreachTags(str(bid), str(title), names, str(kid), int(bits), tags))
         largest = max(largest, int(max_bucket))
+    remove_stale(folder, {b.tags.path.name for b in breaches})
     pad = MIN_PAD
     while pad < largest:
         pad *= 2
@@ -206,13 +216,14 @@ class Snapshots:
                     " FROM selfcheck_breaches"
                 ).fetchall()
                 if signature != self._signature or self._current is None:
-                    self._current = load(conn, Keyring.load(self._settings.keyring_path))
+                    ring = Keyring.load(self._settings.keyring_path)
+                    self._current = load(conn, ring, self._settings.home / "selfcheck")
                     self._signature = signature
                     log.info("self-check data loaded: %d breach(es)", len(self._current.breaches))
             finally:
                 conn.close()
             self._stamp = stamp
-        except (BreachNotifyError, duckdb.Error) as exc:
+        except (BreachNotifyError, duckdb.Error, TagFileError, OSError) as exc:
             log.warning("self-check data not reloaded (%s)", type(exc).__name__)
             if self._current is None and isinstance(exc, duckdb.CatalogException):
                 self._current = Snapshot([], {}, 0, MIN_PAD)  # a store from before migration 007
