@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 from support.fake_twilio import FakeTwilio
 from support.fake_twilio import env as twilio_env
-from support.flows import Run, clean_env
+from support.flows import EmbeddedRun, Run, clean_env, embedded_run
 from support.flows import cli as run_cli
 from support.webhooks import Hooks, Start, serving
 
@@ -90,3 +90,10 @@ def start(home: Path, keyring: Keyring, caplog: pytest.LogCaptureFixture) -> Ite
 @pytest.fixture
 def hooks(start: Start) -> Hooks:
     return start()
+
+
+@pytest.fixture(scope="session")
+def run_once(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedRun:
+    """``breach-notify run`` twice in embedded mode, once per test session (per xdist worker: the
+    modules that use it share the ``embedded`` xdist group, so one worker runs them all)."""
+    return embedded_run(tmp_path_factory.mktemp("embedded"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.flows import PrefectDB, clean_env, cli, embedded_run
+from support.flows import EmbeddedRun, PrefectDB, clean_env, cli
 
 from breach_notify.errors import BadInput, OperationalError
 from breach_notify.ingest import inbox
@@ -229,12 +229,8 @@ def test_run_refuses_bad_input_before_prefect_starts(tmp_path: Path) -> None:
 # -- the embedded pipeline -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def run_once(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return embedded_run(tmp_path_factory.mktemp("embedded"))
-
-
-def test_pipeline_sends_expected_notices(run_once) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.xdist_group("embedded")
+def test_pipeline_sends_expected_notices(run_once: EmbeddedRun) -> None:
     first = run_once.first
     assert first.code == 0, first.stderr[-3000:]
     out = first.json
@@ -251,7 +247,8 @@ def test_pipeline_sends_expected_notices(run_once) -> None:  # type: ignore[no-u
     assert out["report"]["notices_total"] == sample.expected_notices
 
 
-def test_rerun_changes_nothing(run_once) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.xdist_group("embedded")
+def test_rerun_changes_nothing(run_once: EmbeddedRun) -> None:
     second = run_once.second
     assert second.code == 0, second.stderr[-3000:]
     out = second.json
@@ -261,7 +258,8 @@ def test_rerun_changes_nothing(run_once) -> None:  # type: ignore[no-untyped-def
     assert len(lines) == run_once.sample.expected_notices
 
 
-def test_flow_runs_and_artifact_in_prefect_db(run_once) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.xdist_group("embedded")
+def test_flow_runs_and_artifact_in_prefect_db(run_once: EmbeddedRun) -> None:
     db = PrefectDB(run_once.home / "prefect" / "prefect.db")
     runs = db.rows(
         "SELECT f.name, r.state_type, r.parent_task_run_id IS NULL FROM flow_run r"

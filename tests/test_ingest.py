@@ -829,7 +829,7 @@ def test_many_small_files_share_one_query_and_keep_their_own_counts(
 
 
 @pytest.mark.slow
-def test_ten_thousand_one_line_files_take_under_a_minute(
+def test_ten_thousand_one_line_files_take_minutes_not_hours(
     settings: Settings, keyring: Keyring, tmp_path: Path
 ) -> None:
     folder = tmp_path / "tiny"
@@ -840,7 +840,10 @@ def test_ten_thousand_one_line_files_take_under_a_minute(
     report = ingest(settings, keyring, [folder], IngestOptions("tiny"))
     seconds = time.monotonic() - started
     assert (report.files, report.rows_read) == (10_000, 10_000)
-    assert seconds < 60, seconds
+    # A guard against the old per-file cost (~0.66 s a file: ~110 min), not a speed goal; the
+    # rate is measured in benchmarks/ingest.py. ~16-28 s here, more beside parallel tests.
+    print(f"10,000 one-line files in {seconds:.1f}s")
+    assert seconds < 300, seconds
 
 
 @pytest.mark.parametrize("reader", ["arrow", "duckdb"])

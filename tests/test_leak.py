@@ -10,13 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from support.flows import PrefectDB, clean_env, embedded_run, processes_under
+from support.flows import EmbeddedRun, PrefectDB, clean_env, processes_under
 from support.privacy import scan
-
-
-@pytest.fixture(scope="session")
-def run_once(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return embedded_run(tmp_path_factory.mktemp("embedded"))
 
 
 def _written(home: Path) -> list[Path]:
@@ -25,7 +20,8 @@ def _written(home: Path) -> list[Path]:
     return [home]  # the data dir holds PREFECT_HOME: prefect.db, -wal, storage, logs
 
 
-def test_nothing_leaks(run_once) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.xdist_group("embedded")
+def test_nothing_leaks(run_once: EmbeddedRun) -> None:
     assert run_once.first.code == 0 and run_once.second.code == 0, run_once.first.stderr[-2000:]
     # Prefect has finished writing: the runs are final and no process of ours is left.
     assert not list(processes_under(run_once.home))
@@ -90,7 +86,8 @@ def _control(home: Path, number: str, mode: str) -> subprocess.CompletedProcess[
     return proc
 
 
-def test_controls_redaction_holds_and_a_leaking_task_is_caught(run_once) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.xdist_group("embedded")
+def test_controls_redaction_holds_and_a_leaking_task_is_caught(run_once: EmbeddedRun) -> None:
     number = sorted(run_once.sample.numbers)[0]
     # Careless logging, printing and exception text in a task: all stopped by the project.
     careless = _control(run_once.home, number, "careless")

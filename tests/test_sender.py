@@ -263,8 +263,10 @@ def test_rate_limit_paces_segments(world: World, memory: MemoryGateway) -> None:
     took = _time.monotonic() - started
     assert report["sent"] == n and report["segments"] == n
     # a burst of 20 (one second's worth), then 20 segments/s: by T seconds after the first
-    # token is taken at most 20 + 20 T segments have gone, so the 25 need at least 0.25 s
-    assert slept and took >= (n - 20) / 20.0
+    # token is taken at most 20 + 20 T segments have gone, so the 25 need at least 0.25 s. (On
+    # a loaded machine the sends themselves may take that long and no sleep is needed, so
+    # ``slept`` may be empty; the bound holds either way.)
+    assert took >= (n - 20) / 20.0, (took, slept)
     last = max(at for _, _, at in memory.outbox)
     assert (last - wall_start).total_seconds() >= (n - 20) / 20.0
 

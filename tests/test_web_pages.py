@@ -115,6 +115,7 @@ def _mask_csrf(html: str) -> str:
     return re.sub(r'name="csrf" value="[^"]+"', 'name="csrf" value=""', html)
 
 
+@pytest.mark.serial  # compares response times: run alone, after the parallel pass
 def test_the_answer_is_byte_identical_and_as_fast_for_new_active_opted_out_and_fixed_numbers(
     settings: Settings, keyring: Keyring, home: Path
 ) -> None:
