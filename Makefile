@@ -16,15 +16,16 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/breach-notify demo
 
-# Two passes: everything else on 4 xdist workers (most tests wait on subprocesses and servers, so
-# 4 beat 2 on a 2-core machine), then the timing comparisons alone on a quiet machine.
+# Two passes: everything else on 4 xdist workers, a test module per worker at a time (modules share
+# their servers; most tests wait on subprocesses, so 4 beat 2 on a 2-core machine), then the
+# timing comparisons alone on a quiet machine.
 test: $(STAMP)
 	scripts/ensure-chromium
-	$(BIN)/python -m pytest -n 4 --dist loadgroup -m "not serial"
+	$(BIN)/python -m pytest -n 4 --dist loadfile -m "not serial"
 	$(BIN)/python -m pytest -m serial
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 4 --dist loadgroup -m "not slow and not serial"
+	$(BIN)/python -m pytest -n 4 --dist loadfile -m "not slow and not serial"
 
 lint: $(STAMP)
 	$(BIN)/ruff check breach_notify flows tests benchmarks

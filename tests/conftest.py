@@ -92,8 +92,17 @@ def hooks(start: Start) -> Hooks:
     return start()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def run_once(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedRun:
-    """``breach-notify run`` twice in embedded mode, once per test session (per xdist worker: the
-    modules that use it share the ``embedded`` xdist group, so one worker runs them all)."""
+    """``breach-notify run`` twice in embedded mode, once per module that asks for it (test_leak's
+    control tasks write into their run's home, so no two modules share one)."""
     return embedded_run(tmp_path_factory.mktemp("embedded"))
+
+
+@pytest.fixture
+def small_target(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Self-check buckets of at most 64, so that a test-sized breach gets several bits."""
+    from breach_notify.ingest import selfcheck
+
+    monkeypatch.setattr(selfcheck, "TARGET_BUCKET", 64)
+    return 64

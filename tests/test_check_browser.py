@@ -34,8 +34,7 @@ from breach_notify.settings import Settings
 from breach_notify.web.app import create_app
 from breach_notify.web.selfcheck import Snapshots
 
-# The module-scoped server is shared: every test of this module runs on one xdist worker.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_check_browser")]
+pytestmark = pytest.mark.slow
 
 WHY_NOT = browser.missing()
 if WHY_NOT:

@@ -31,9 +31,6 @@ from breach_notify.web import abuse
 from breach_notify.web.app import create_app
 from breach_notify.web.security import CSP
 
-# The module-scoped server is shared: every test of this module runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("test_check_page")
-
 ELEMENT = base64.b64encode(OprfServer("x", bytes(32)).public_key).decode()
 
 

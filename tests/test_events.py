@@ -6,24 +6,23 @@ from __future__ import annotations
 import stat
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from support.flows import Run
 from support.privacy import scan
 from support.sender import build
-from support.subscribers import GB_MOBILE, add_notice
+from support.subscribers import GB_MOBILE, add_notice, opted_out_an_hour_ago
 
 from breach_notify.crypto import Keyring
 from breach_notify.events import journal
 from breach_notify.events.journal import Writer
 from breach_notify.notify import applier
 from breach_notify.notify.sender import send
-from breach_notify.numbers import parse_number
 from breach_notify.settings import Settings
 from breach_notify.sms.gateways.memory import MemoryGateway
 from breach_notify.store import db
-from breach_notify.subscribers import consent, events, registry
+from breach_notify.subscribers import consent, events
 
 NOON_PARIS = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 
@@ -147,15 +146,7 @@ def test_a_start_accepted_before_a_later_opt_out_is_not_applied(
     """Consent never goes backwards: the START waited in the journal while the carrier's
     opt-out (a later decision) reached the store first."""
     with db.session(settings) as conn:
-        sid = registry.create(
-            conn,
-            keyring,
-            parse_number(GB_MOBILE),
-            status="active",
-            language="en",
-            now=datetime.now(UTC) - timedelta(days=1),
-        )
-        consent.opt_out(conn, sid, "sms", datetime.now(UTC) - timedelta(hours=1))
+        sid = opted_out_an_hour_ago(conn, keyring, GB_MOBILE)
     append(settings, journal.inbound_entry("SMstart", "opt_in", pseudonyms(keyring, GB_MOBILE)))
     with db.session(settings) as conn:
         consent.opt_out(conn, sid, "gateway:21610")  # now: after the START was accepted

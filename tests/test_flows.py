@@ -229,7 +229,6 @@ def test_run_refuses_bad_input_before_prefect_starts(tmp_path: Path) -> None:
 # -- the embedded pipeline -----------------------------------------------------------------
 
 
-@pytest.mark.xdist_group("embedded")
 def test_pipeline_sends_expected_notices(run_once: EmbeddedRun) -> None:
     first = run_once.first
     assert first.code == 0, first.stderr[-3000:]
@@ -247,7 +246,6 @@ def test_pipeline_sends_expected_notices(run_once: EmbeddedRun) -> None:
     assert out["report"]["notices_total"] == sample.expected_notices
 
 
-@pytest.mark.xdist_group("embedded")
 def test_rerun_changes_nothing(run_once: EmbeddedRun) -> None:
     second = run_once.second
     assert second.code == 0, second.stderr[-3000:]
@@ -258,7 +256,6 @@ def test_rerun_changes_nothing(run_once: EmbeddedRun) -> None:
     assert len(lines) == run_once.sample.expected_notices
 
 
-@pytest.mark.xdist_group("embedded")
 def test_flow_runs_and_artifact_in_prefect_db(run_once: EmbeddedRun) -> None:
     db = PrefectDB(run_once.home / "prefect" / "prefect.db")
     runs = db.rows(

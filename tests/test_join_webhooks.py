@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -20,9 +20,15 @@ from support import privacy
 from support.fake_twilio import FakeTwilio
 from support.flows import Run
 from support.front import wait_for
-from support.subscribers import ALL_NUMBERS, GB_MOBILE, GB_MOBILE_2, GB_MOBILE_3, US_MOBILE
-from support.webhooks import PUBLIC, TOKEN, Start, message_sid
-from twilio.request_validator import RequestValidator
+from support.subscribers import (
+    ALL_NUMBERS,
+    GB_MOBILE,
+    GB_MOBILE_2,
+    GB_MOBILE_3,
+    US_MOBILE,
+    opted_out_an_hour_ago,
+)
+from support.webhooks import Start
 
 from breach_notify.crypto import Keyring
 from breach_notify.events import journal
@@ -103,18 +109,7 @@ def test_signed_join_then_yes_makes_an_active_sms_keyword_subscriber(
 def test_a_replayed_join_after_stop_does_not_resubscribe(start: Start) -> None:
     """Twilio signatures carry no nonce: a captured JOIN posted again must change nothing."""
     hooks = start()
-    params = {"From": GB_MOBILE, "Body": "JOIN", "MessageSid": message_sid(), "AccountSid": "AC1"}
-    signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/twilio/inbound", params)
-    raw = str(httpx.QueryParams(params)).encode()
-    headers = {
-        "X-Twilio-Signature": signature,
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
-
-    def post_join() -> httpx.Response:
-        r = httpx.post(hooks.base + "/twilio/inbound", content=raw, headers=headers, timeout=20)
-        hooks.texts.append(r.text)
-        return r
+    post_join = hooks.captured_sms(GB_MOBILE, "JOIN")
 
     first = post_join()
     assert hooks.state(GB_MOBILE) == "pending"
@@ -261,15 +256,7 @@ def test_a_join_older_than_a_later_stop_changes_nothing(
 ) -> None:
     """The consent clock: the JOIN waited in the journal while a later STOP reached the store."""
     with db.session(settings) as conn:
-        sid = registry.create(
-            conn,
-            keyring,
-            parse_number(GB_MOBILE),
-            status="active",
-            language="en",
-            now=datetime.now(UTC) - timedelta(days=1),
-        )
-        consent.opt_out(conn, sid, "sms", datetime.now(UTC) - timedelta(hours=1))
+        sid = opted_out_an_hour_ago(conn, keyring, GB_MOBILE)
     _append(settings, _join_entry(keyring, GB_MOBILE, "SMold"))
     with db.session(settings) as conn:
         consent.opt_out(conn, sid, "gateway:21610")  # now: after the JOIN was accepted

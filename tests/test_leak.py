@@ -9,7 +9,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 from support.flows import EmbeddedRun, PrefectDB, clean_env, processes_under
 from support.privacy import scan
 
@@ -20,7 +19,6 @@ def _written(home: Path) -> list[Path]:
     return [home]  # the data dir holds PREFECT_HOME: prefect.db, -wal, storage, logs
 
 
-@pytest.mark.xdist_group("embedded")
 def test_nothing_leaks(run_once: EmbeddedRun) -> None:
     assert run_once.first.code == 0 and run_once.second.code == 0, run_once.first.stderr[-2000:]
     # Prefect has finished writing: the runs are final and no process of ours is left.
@@ -86,7 +84,6 @@ def _control(home: Path, number: str, mode: str) -> subprocess.CompletedProcess[
     return proc
 
 
-@pytest.mark.xdist_group("embedded")
 def test_controls_redaction_holds_and_a_leaking_task_is_caught(run_once: EmbeddedRun) -> None:
     number = sorted(run_once.sample.numbers)[0]
     # Careless logging, printing and exception text in a task: all stopped by the project.

@@ -48,13 +48,6 @@ def no_plaintext(settings: Settings, truth: Truth) -> None:
     assert scan([settings.home], sample) == []
 
 
-@pytest.fixture
-def small_target(monkeypatch: pytest.MonkeyPatch) -> int:
-    """Buckets of at most 64, so that a test-sized breach gets several bits."""
-    monkeypatch.setattr(selfcheck, "TARGET_BUCKET", 64)
-    return 64
-
-
 def test_self_check_ingest_stores_the_tag_and_bucket_of_every_distinct_number(
     settings: Settings, keyring: Keyring, tmp_path: Path, small_target: int
 ) -> None:

@@ -19,7 +19,7 @@ from breach_notify import ingest as ingest_mod
 from breach_notify.cli.selfcheck import check
 from breach_notify.crypto import Keyring
 from breach_notify.crypto.oprf import bucket
-from breach_notify.ingest import IngestOptions, ingest, merge, selfcheck
+from breach_notify.ingest import IngestOptions, ingest, merge
 from breach_notify.settings import Settings
 from breach_notify.store.db import session
 from breach_notify.web import selfcheck as web_selfcheck
@@ -61,12 +61,6 @@ def breach_counts(settings: Settings, breach: str) -> tuple[Any, ...]:
 def expected(keyring: Keyring, kid: str, numbers: set[str], bits: int) -> dict[bytes, int]:
     server = keyring.oprf_server(kid)
     return {server.tag(e): bucket(e, bits) for e in numbers}
-
-
-@pytest.fixture
-def small_target(monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(selfcheck, "TARGET_BUCKET", 64)
-    return 64
 
 
 def test_a_breach_ingested_without_the_flag_is_tagged_by_a_rerun_with_it(

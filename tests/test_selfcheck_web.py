@@ -32,9 +32,6 @@ from breach_notify.settings import Settings
 from breach_notify.web import selfcheck as web_selfcheck
 from breach_notify.web.app import create_app
 
-# The module-scoped server is shared: every test of this module runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("test_selfcheck_web")
-
 ROOT = Path(__file__).resolve().parent.parent
 
 

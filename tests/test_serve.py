@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.flows import api, clean_env, cli, processes_under
+from support.flows import api, clean_env, cli, processes_under, stop_process
 
 from breach_notify.settings import Settings
 from flows.serve import PrefectServer, free_port, healthy
@@ -62,13 +62,7 @@ def test_serve_starts_schedules_and_stops_its_server(tmp_path: Path, stop: signa
             Settings().schedule_send_cron
         ]
     finally:
-        proc.send_signal(stop)
-        try:
-            _, stderr = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise
+        stderr = stop_process(proc, stop)
     assert "Prefect server stopped" in stderr
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/health", timeout=2)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.flows import api, clean_env, cli, processes_under
+from support.flows import api, clean_env, cli, processes_under, stop_process
 from support.privacy import scan
 
 from breach_notify.demo.sample import write_sample
@@ -69,14 +69,7 @@ def _server_environ(url: str) -> dict[str, str]:
 
 
 def _stop(proc: subprocess.Popen[str], how: signal.Signals) -> str:
-    proc.send_signal(how)
-    try:
-        _, stderr = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise
-    return stderr
+    return stop_process(proc, how)
 
 
 @pytest.mark.slow

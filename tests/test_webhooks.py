@@ -277,18 +277,7 @@ def test_replayed_start_after_stop_is_ignored(hooks: Hooks) -> None:
     """Twilio signatures carry no nonce: a captured START posted again must not re-subscribe."""
     _active(hooks, GB_MOBILE)
     assert hooks.sms(GB_MOBILE, "STOP").status_code == 200
-    params = {"From": GB_MOBILE, "Body": "START", "MessageSid": message_sid(), "AccountSid": "AC1"}
-    signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/twilio/inbound", params)
-    raw = str(httpx.QueryParams(params)).encode()
-    headers = {
-        "X-Twilio-Signature": signature,
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
-
-    def post_start() -> httpx.Response:
-        r = httpx.post(hooks.base + "/twilio/inbound", content=raw, headers=headers, timeout=20)
-        hooks.texts.append(r.text)
-        return r
+    post_start = hooks.captured_sms(GB_MOBILE, "START")
 
     assert post_start().status_code == 200
     assert hooks.state(GB_MOBILE) == "active"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -56,8 +57,26 @@ def clean_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("PREFECT_", "BREACH_NOTIFY_")) and k != "DO_NOT_TRACK"
     }
+    env["PYTHONFAULTHANDLER"] = "1"  # a hung child shows its stacks on SIGABRT (stop_process)
     env.update(extra)
     return env
+
+
+def stop_process(proc: subprocess.Popen[str], how: int, timeout: float = 60) -> str:
+    """Send ``how`` and wait for the process to end; its stderr. A process that does not end in
+    time is sent SIGABRT, which makes a Python started with ``PYTHONFAULTHANDLER=1`` (see
+    :func:`clean_env`) print every thread's stack: the failure shows where it hung."""
+    proc.send_signal(how)
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            stderr = proc.communicate(timeout=15)[1]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stderr = proc.communicate()[1]
+        raise AssertionError(f"still running {timeout:.0f}s after {how!r}:\n{stderr[-6000:]}") from None
 
 
 def cli(home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 240) -> Run:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 
+from breach_notify.crypto import Keyring
+from breach_notify.numbers import parse_number
 from breach_notify.sms.gateways.memory import MemoryGateway
+from breach_notify.subscribers import consent, registry
 
 # Valid numbers of each kind (phonenumbers' own examples and neighbours).
 GB_MOBILE = "+447400123456"
@@ -60,3 +63,17 @@ def notice_state(conn: duckdb.DuckDBPyConnection, notice_id: str) -> tuple[str, 
     row = conn.execute("SELECT state, error_code FROM notices WHERE id = ?", [notice_id]).fetchone()
     assert row is not None
     return str(row[0]), row[1]
+
+
+def opted_out_an_hour_ago(conn: duckdb.DuckDBPyConnection, keyring: Keyring, number: str) -> str:
+    """An active subscriber (since yesterday) who texted STOP an hour ago; their id."""
+    sid = registry.create(
+        conn,
+        keyring,
+        parse_number(number),
+        status="active",
+        language="en",
+        now=datetime.now(UTC) - timedelta(days=1),
+    )
+    consent.opt_out(conn, sid, "sms", datetime.now(UTC) - timedelta(hours=1))
+    return sid

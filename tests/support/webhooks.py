@@ -78,6 +78,24 @@ class Hooks:
             },
         )
 
+    def captured_sms(self, sender: str, body: str) -> Callable[[], httpx.Response]:
+        """A signed inbound message as an attacker would capture it: each call posts the very
+        same bytes (same MessageSid, same signature) again."""
+        params = {"From": sender, "Body": body, "MessageSid": message_sid(), "AccountSid": "AC1"}
+        signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/twilio/inbound", params)
+        raw = str(httpx.QueryParams(params)).encode()
+        headers = {
+            "X-Twilio-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+
+        def post() -> httpx.Response:
+            r = self.client.post(self.base + "/twilio/inbound", content=raw, headers=headers)
+            self.texts.append(r.text)
+            return r
+
+        return post
+
     def status(self, sid: str, status: str, error: str = "") -> httpx.Response:
         params = {"MessageSid": sid, "MessageStatus": status, "AccountSid": "AC1"}
         if error:
