@@ -76,7 +76,8 @@ def stop_process(proc: subprocess.Popen[str], how: int, timeout: float = 60) -> 
         except subprocess.TimeoutExpired:
             proc.kill()
             stderr = proc.communicate()[1]
-        raise AssertionError(f"still running {timeout:.0f}s after {how!r}:\n{stderr[-6000:]}") from None
+        hung = f"still running {timeout:.0f}s after {how!r}:\n{stderr[-6000:]}"
+        raise AssertionError(hung) from None
 
 
 def cli(home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 240) -> Run:
