@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +20,16 @@ from breach_notify.settings import Settings
 
 if TYPE_CHECKING:
     from flows.serve import PrefectServer
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_reaches_children() -> None:
+    """A child started with SIGINT ignored keeps it ignored (Python then installs no
+    KeyboardInterrupt handler), and a library run by an earlier test in this worker can leave it
+    ignored: seen as ``ui`` and ``serve`` children that never got the test's Ctrl-C. Each test
+    starts with Python's own handler, so children get SIGINT as they would from a terminal."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
