@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import fcntl
+import pickle
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 from support.fake_twilio import FakeTwilio
 from support.fake_twilio import env as twilio_env
-from support.flows import EmbeddedRun, Run, clean_env, embedded_run
+from support.flows import DemoRun, EmbeddedRun, Run, clean_env, demo_run, embedded_run
 from support.flows import cli as run_cli
 from support.webhooks import Hooks, Start, serving
 
 from breach_notify.crypto import Keyring
 from breach_notify.settings import Settings
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from flows.serve import PrefectServer
@@ -104,11 +108,38 @@ def hooks(start: Start) -> Hooks:
     return start()
 
 
-@pytest.fixture(scope="module")
-def run_once(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedRun:
-    """``breach-notify run`` twice in embedded mode, once per module that asks for it (test_leak's
-    control tasks write into their run's home, so no two modules share one)."""
-    return embedded_run(tmp_path_factory.mktemp("embedded"))
+def _once_per_run(
+    factory: pytest.TempPathFactory, worker_id: str, name: str, make: Callable[[Path], T]
+) -> T:
+    """``make(dir)`` once per test run: under xdist the first worker to ask makes it (holding a
+    lock in the run's shared temp dir) and leaves it pickled there for the others."""
+    if worker_id == "master":
+        return make(factory.mktemp(name))
+    shared = factory.getbasetemp().parent
+    with (shared / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / f"{name}.pickle"
+        if done.is_file():
+            made: T = pickle.loads(done.read_bytes())
+            return made
+        (shared / name).mkdir()
+        made = make(shared / name)
+        done.write_bytes(pickle.dumps(made))
+        return made
+
+
+@pytest.fixture(scope="session")
+def run_once(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> EmbeddedRun:
+    """``breach-notify run`` twice in embedded mode, once per test run. Tests only read its home
+    (test_leak's control tasks work on a copy)."""
+    return _once_per_run(tmp_path_factory, worker_id, "embedded", embedded_run)
+
+
+@pytest.fixture(scope="session")
+def demo_once(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> DemoRun:
+    """``breach-notify demo``, once per test run. Tests only read its home (test_ui serves a
+    copy)."""
+    return _once_per_run(tmp_path_factory, worker_id, "demo", demo_run)
 
 
 @pytest.fixture
@@ -118,3 +149,10 @@ def small_target(monkeypatch: pytest.MonkeyPatch) -> int:
 
     monkeypatch.setattr(selfcheck, "TARGET_BUCKET", 64)
     return 64
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with end-to-end (``slow``) tests first, each module's own order kept: xdist hands
+    out whole modules (``--dist loadfile``), and the long ones should not be the last to start."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)

@@ -7,7 +7,7 @@ import filecmp
 from pathlib import Path
 
 import pytest
-from support.flows import cli, processes_under
+from support.flows import DemoRun, processes_under
 from support.privacy import scan, scan_keys
 
 from breach_notify.demo import DATA, INBOX, SUBSCRIBERS
@@ -30,10 +30,8 @@ def test_bundled_sample_is_what_the_generator_writes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_completes_and_leaves_no_number(tmp_path: Path) -> None:
-    truth = write_sample(tmp_path / "truth")
-    home = tmp_path / "home"
-    res = cli(home, "demo", timeout=300)
+def test_demo_completes_and_leaves_no_number(demo_once: DemoRun) -> None:
+    truth, home, res = demo_once.truth, demo_once.home, demo_once.run
     assert res.code == 0, res.stderr[-3000:]
     # Its time is measured, not asserted: ~30-55 s here on a quiet machine, 108-170 s while other
     # work loads the 2 cores. The subprocess timeout above is the hang guard.

@@ -4,6 +4,7 @@ dir, logs or captured output. A deliberately leaking flow must make the same sca
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -84,17 +85,21 @@ def _control(home: Path, number: str, mode: str) -> subprocess.CompletedProcess[
     return proc
 
 
-def test_controls_redaction_holds_and_a_leaking_task_is_caught(run_once: EmbeddedRun) -> None:
+def test_controls_redaction_holds_and_a_leaking_task_is_caught(
+    run_once: EmbeddedRun, tmp_path: Path
+) -> None:
     number = sorted(run_once.sample.numbers)[0]
+    home = tmp_path / "home"  # a copy: the leaking control writes a number, others read the run
+    shutil.copytree(run_once.home, home, symlinks=True)
     # Careless logging, printing and exception text in a task: all stopped by the project.
-    careless = _control(run_once.home, number, "careless")
+    careless = _control(home, number, "careless")
     assert "[redacted]" in careless.stderr and "message withheld" in careless.stderr
     # (the print reaches the script's own stdout, by design; Prefect must not have captured it)
-    assert scan(_written(run_once.home), [number], [careless.stderr]) == []
-    db = PrefectDB(run_once.home / "prefect" / "prefect.db")
+    assert scan(_written(home), [number], [careless.stderr]) == []
+    db = PrefectDB(home / "prefect" / "prefect.db")
     shipped = db.rows("SELECT message FROM log WHERE message LIKE '%about to fail on%'")
     assert shipped == [("about to fail on [redacted]",)]  # the API log handler was filtered too
     # A task that writes the number into an artifact: the scan must catch it.
-    _control(run_once.home, number, "leaky")
-    hits = scan(_written(run_once.home), [number])
+    _control(home, number, "leaky")
+    hits = scan(_written(home), [number])
     assert any("prefect.db" in h for h in hits), hits

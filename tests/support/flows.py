@@ -162,6 +162,20 @@ def embedded_run(root: Path) -> EmbeddedRun:
 
 
 @dataclass
+class DemoRun:
+    home: Path
+    truth: Sample  # the bundled sample written again by its generator: every number in it
+    run: Run
+
+
+def demo_run(root: Path) -> DemoRun:
+    """``breach-notify demo`` into ``root/home``."""
+    truth = write_sample(root / "truth")
+    home = root / "home"
+    return DemoRun(home, truth, cli(home, "demo", timeout=300))
+
+
+@dataclass
 class PrefectDB:
     path: Path
 
