@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from support.events import append, pseudonyms
 from support.flows import Run
 from support.privacy import scan
 from support.sender import build
@@ -25,20 +26,6 @@ from breach_notify.store import db
 from breach_notify.subscribers import consent, events
 
 NOON_PARIS = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
-
-
-def pseudonyms(ring: Keyring, number: str) -> dict[str, str]:
-    """The sender's pseudonyms under every key version, as the web journals them."""
-    return {k: ring.pseudonymizer(k).pseudonym(number).hex() for k in ring.key_ids["pseudonym"]}
-
-
-def append(settings: Settings, *entries: journal.Entry) -> None:
-    writer = Writer(settings.journal_path).start()
-    try:
-        for e in entries:
-            writer.submit(e).result(10)
-    finally:
-        writer.close()
 
 
 def test_journal_is_private_and_keeps_a_replay_once(settings: Settings, keyring: Keyring) -> None:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from support import privacy
+from support.events import append, pseudonyms
 from support.fake_twilio import FakeTwilio
 from support.flows import Run
 from support.front import wait_for
@@ -32,7 +33,6 @@ from support.webhooks import Start
 
 from breach_notify.crypto import Keyring
 from breach_notify.events import journal
-from breach_notify.events.journal import Writer
 from breach_notify.notify import applier
 from breach_notify.numbers import parse_number
 from breach_notify.settings import Settings
@@ -197,22 +197,14 @@ def test_start_from_an_unknown_number_makes_it_pending_like_join(
 
 
 def _join_entry(ring: Keyring, number: str, sid: str, language: str = "en") -> journal.Entry:
-    pseudonyms = {
-        k: ring.pseudonymizer(k).pseudonym(number).hex() for k in ring.key_ids["pseudonym"]
-    }
     sealed = ring.sealer().seal(number, row_id=sid)
     return journal.inbound_entry(
-        sid, "join", pseudonyms, sealed=(sealed.key_id, sealed.blob), language=language
+        sid,
+        "join",
+        pseudonyms(ring, number),
+        sealed=(sealed.key_id, sealed.blob),
+        language=language,
     )
-
-
-def _append(settings: Settings, *entries: journal.Entry) -> None:
-    writer = Writer(settings.journal_path).start()
-    try:
-        for e in entries:
-            writer.submit(e).result(10)
-    finally:
-        writer.close()
 
 
 def test_a_join_whose_seal_key_is_missing_stays_pending_until_the_key_is_back(
@@ -222,7 +214,7 @@ def test_a_join_whose_seal_key_is_missing_stays_pending_until_the_key_is_back(
     with the key id only, and applied once a keyring holding the key is found."""
     old = Keyring.load(settings.keyring_path)  # a copy from before the rotation: s1 only
     keyring.rotate("seal")
-    _append(settings, _join_entry(keyring, GB_MOBILE, "SMk1"))  # sealed under s2
+    append(settings, _join_entry(keyring, GB_MOBILE, "SMk1"))  # sealed under s2
     caplog.set_level(logging.INFO)
     for _ in range(2):
         report = _drain(settings, keyring=old)
@@ -245,7 +237,7 @@ def test_a_tampered_sealed_number_is_dropped_not_applied(
     moved = journal.inbound_entry(
         "SMt2", "join", entry.payload["p"], sealed=(entry.payload["n"]["k"], b"x" * 40)
     )
-    _append(settings, moved)
+    append(settings, moved)
     report = _drain(settings)
     assert (report.applied, report.changed, report.held) == (1, 0, 0)
     assert "does not open" in caplog.text
@@ -257,7 +249,7 @@ def test_a_join_older_than_a_later_stop_changes_nothing(
     """The consent clock: the JOIN waited in the journal while a later STOP reached the store."""
     with db.session(settings) as conn:
         sid = opted_out_an_hour_ago(conn, keyring, GB_MOBILE)
-    _append(settings, _join_entry(keyring, GB_MOBILE, "SMold"))
+    append(settings, _join_entry(keyring, GB_MOBILE, "SMold"))
     with db.session(settings) as conn:
         consent.opt_out(conn, sid, "gateway:21610")  # now: after the JOIN was accepted
     assert _drain(settings).changed == 0
@@ -270,7 +262,7 @@ def test_a_join_then_stop_in_one_batch_ends_opted_out(settings: Settings, keyrin
     stop = journal.inbound_entry(
         "SMs1", "opt_out", _join_entry(keyring, GB_MOBILE, "SMx").payload["p"]
     )
-    _append(settings, _join_entry(keyring, GB_MOBILE, "SMj1"), stop)
+    append(settings, _join_entry(keyring, GB_MOBILE, "SMj1"), stop)
     _drain(settings)
     with db.session(settings) as conn:
         sub = registry.find(conn, keyring, parse_number(GB_MOBILE))
@@ -287,7 +279,7 @@ def test_join_then_yes_is_the_double_opt_in_that_lifts_a_suppression(
         )
         erasure.erase(conn, sid, "cli")
         assert suppression.is_suppressed(conn, keyring, number)
-    _append(settings, _join_entry(keyring, GB_MOBILE, "SMe1"))
+    append(settings, _join_entry(keyring, GB_MOBILE, "SMe1"))
     _drain(settings)
     with db.session(settings) as conn:
         sub = registry.find(conn, keyring, number)
@@ -296,7 +288,7 @@ def test_join_then_yes_is_the_double_opt_in_that_lifts_a_suppression(
     yes = journal.inbound_entry(
         "SMe2", "confirm", _join_entry(keyring, GB_MOBILE, "x").payload["p"]
     )
-    _append(settings, yes)
+    append(settings, yes)
     _drain(settings)
     with db.session(settings) as conn:
         assert registry.get(conn, sub.id).status == "active"  # type: ignore[union-attr]
