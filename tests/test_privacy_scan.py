@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 from support.privacy import formats, scan
 
 
@@ -42,3 +43,17 @@ def test_scan_keys_finds_keys_and_pads(tmp_path: Path) -> None:
     pad = sorted(key_forms(ring_path), key=len)[-1]
     (tmp_path / "leak.bin").write_bytes(b"xx" + pad + b"yy")
     assert scan_keys([tmp_path], ring_path) == [f"{tmp_path / 'leak.bin'}: key material"]
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_a_number_inside_a_random_hex_id_is_not_a_hit_but_beside_one_it_is(
+    tmp_path: Path, many: bool
+) -> None:
+    """The false hit seen in a 2,000-notice run: an id's random hex held a national number."""
+    number = "+33650736654"
+    others = [f"+3361234{i:04d}" for i in range(300)] if many else []  # the many-needles matcher
+    (tmp_path / "ids.txt").write_text("sub_365073665489fd2ab474\nSM0650736654aa00bb11cc22dd33\n")
+    assert scan([tmp_path], [number, *others]) == []
+    for leak in ("id=+33650736654;", "sub_33650736654", "06 50 73 66 54", "ab33650736654cd"):
+        (tmp_path / "leak.txt").write_text(leak)
+        assert scan([tmp_path], [number, *others]) != [], leak
