@@ -471,14 +471,37 @@ class Front:
             return JSONResponse({"error": "proof of work is off"}, status_code=404)
         return JSONResponse(self.pow.challenge(), headers={"Cache-Control": "no-store"})
 
-    async def signup(self, request: Request) -> Response:
+    async def _proven_form(self, request: Request) -> tuple[dict[str, str], str] | Response:
+        """The posted form and its language, once CSRF, size and proof of work have passed."""
         form = await self.posted(request)
         if isinstance(form, Response):
             return form
         lang = self._lang(request, form)
         refused = await self.proof(request, form, lang)
-        if refused is not None:
-            return refused
+        return refused if refused is not None else (form, lang)
+
+    def _code_asked(
+        self, request: Request, lang: str, flow: Flow, task: BackgroundTask
+    ) -> Response:
+        """Remember the flow under the CSRF cookie; answer the code page (the SMS, if any, goes
+        out in ``task`` after the response, on a closed connection)."""
+        self.flows.put(self.csrf.cookie_value(request) or "", flow)
+        log.info("%s answered", "sign-up" if flow.kind == "signup" else flow.kind)
+        return self.render(
+            request,
+            "code.html",
+            lang,
+            kind=flow.kind,
+            errors={},
+            background=task,
+            headers={"Connection": "close"},
+        )
+
+    async def signup(self, request: Request) -> Response:
+        proven = await self._proven_form(request)
+        if isinstance(proven, Response):
+            return proven
+        form, lang = proven
         errors: dict[str, str] = {}
         number, _ = self.parse(form, lang, errors)
         if form.get("consent") != "yes":
@@ -497,21 +520,9 @@ class Front:
         # The same steps for every number; which of them can get a code is decided later.
         allowed = self.limits.number(number.value)
         target = number if number.can_receive_sms and allowed else None
-        cookie = self.csrf.cookie_value(request) or ""
-        self.flows.put(
-            cookie, Flow("signup", target, sms_language, consent, time.monotonic() + FLOW_TTL)
-        )
-        log.info("sign-up answered")
+        flow = Flow("signup", target, sms_language, consent, time.monotonic() + FLOW_TTL)
         task = self.later(self.signup_later, target, sms_language, consent)
-        return self.render(
-            request,
-            "code.html",
-            lang,
-            kind="signup",
-            errors={},
-            background=task,
-            headers={"Connection": "close"},
-        )
+        return self._code_asked(request, lang, flow, task)
 
     async def confirm_page(self, request: Request) -> Response:
         lang = self._lang(request)
@@ -527,32 +538,18 @@ class Front:
         return self.stop_form(request, self._lang(request))
 
     async def stop(self, request: Request) -> Response:
-        form = await self.posted(request)
-        if isinstance(form, Response):
-            return form
-        lang = self._lang(request, form)
-        refused = await self.proof(request, form, lang)
-        if refused is not None:
-            return refused
+        proven = await self._proven_form(request)
+        if isinstance(proven, Response):
+            return proven
+        form, lang = proven
         errors: dict[str, str] = {}
         number, _ = self.parse(form, lang, errors)
         if errors:
             return self.stop_form(request, lang, status=400, errors=errors, values=form)
         assert number is not None
         target = number if self.limits.number(number.value) else None
-        cookie = self.csrf.cookie_value(request) or ""
-        self.flows.put(cookie, Flow("stop", target, lang, "", time.monotonic() + FLOW_TTL))
-        log.info("stop answered")
-        task = self.later(self.stop_later, target)
-        return self.render(
-            request,
-            "code.html",
-            lang,
-            kind="stop",
-            errors={},
-            background=task,
-            headers={"Connection": "close"},
-        )
+        flow = Flow("stop", target, lang, "", time.monotonic() + FLOW_TTL)
+        return self._code_asked(request, lang, flow, self.later(self.stop_later, target))
 
     async def stop_confirm(self, request: Request) -> Response:
         return await self._code(request, "stop")

@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import io
-import logging
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,15 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 
-from breach_notify import redact
 from breach_notify.settings import Settings
 from breach_notify.sms.gateways.memory import MemoryGateway
 from breach_notify.web import pages
 
-from .net import free_port
+from .net import free_port, serve_app
 
 
 @dataclass
@@ -48,43 +44,9 @@ def serve(settings: Settings, gateway: MemoryGateway) -> Iterator[Front]:
     """Serve the pages of ``settings`` (only them) until the block ends."""
     front = pages.Front(settings, gateway=gateway)
     app = Starlette(routes=pages.routes(settings, front=front))
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        lifespan="off",
-        timeout_keep_alive=5,
-    )
-    server = uvicorn.Server(config)
     captured = io.StringIO()
-    handler = logging.StreamHandler(captured)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-    handler.addFilter(redact.RedactingFilter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    levels = {}
-    for name in ("breach_notify", "uvicorn"):
-        levels[name] = logging.getLogger(name).level
-        logging.getLogger(name).setLevel(logging.INFO)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the pages server did not start")
-        time.sleep(0.02)
-    try:
-        yield Front(f"http://127.0.0.1:{port}", settings, gateway, front, captured)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        root.removeHandler(handler)
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
+    with serve_app(app, captured, access_log=False, timeout_keep_alive=5) as base:
+        yield Front(base, settings, gateway, front, captured)
 
 
 def csrf_of(html: str) -> str:
