@@ -34,11 +34,7 @@ from breach_notify.settings import Settings
 from breach_notify.web.app import create_app
 from breach_notify.web.selfcheck import Snapshots
 
-pytestmark = pytest.mark.slow
-
-WHY_NOT = browser.missing()
-if WHY_NOT:
-    pytestmark = [pytest.mark.slow, pytest.mark.skip(reason=f"browser tests skipped: {WHY_NOT}")]
+pytestmark = browser.module_marks()
 
 try:  # only when the browser can run: Selenium's helpers
     from selenium.webdriver.common.by import By

@@ -22,11 +22,7 @@ from breach_notify.crypto import Keyring
 from breach_notify.settings import Settings
 from breach_notify.sms.gateways.memory import MemoryGateway
 
-pytestmark = pytest.mark.slow
-
-WHY_NOT = browser.missing()
-if WHY_NOT:
-    pytestmark = [pytest.mark.slow, pytest.mark.skip(reason=f"browser tests skipped: {WHY_NOT}")]
+pytestmark = browser.module_marks()
 
 try:  # only when the browser can run: Selenium's helpers
     from selenium.webdriver.common.by import By

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
@@ -39,6 +40,14 @@ def missing() -> str | None:
             " (apt-get install chromium chromium-driver)"
         )
     return None
+
+
+def module_marks() -> list[pytest.MarkDecorator]:
+    """``pytestmark`` of a browser test module: slow, and skipped (with the reason, shown in the
+    summary) when Chromium or its driver is missing."""
+    why_not = missing()
+    skip = [pytest.mark.skip(reason=f"browser tests skipped: {why_not}")] if why_not else []
+    return [pytest.mark.slow, *skip]
 
 
 @contextmanager
